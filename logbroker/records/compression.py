@@ -1,0 +1,104 @@
+"""Compression codecs in Kafka's framing (FORMAT.md §1.2).
+
+Only the records section of a batch (after ``recordsCount``) is compressed, as one stream.
+
+* gzip: a plain gzip stream (standard library).
+* snappy: Java clients write xerial snappy-java framing (magic ``82 53 4e 41 50 50 59 00``, two
+  int32 versions, then blocks each prefixed by an int32 length); librdkafka writes a raw snappy
+  block.  We write raw blocks (what librdkafka writes) and read both.
+* lz4: the standard LZ4 frame format (magic ``04 22 4d 18``).
+* zstd: a standard zstd frame.
+
+snappy, lz4 and zstd come from ``cramjam``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+
+import cramjam
+
+from ..errors import CorruptRecordError, InvalidRecordError
+
+NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
+CODEC_NAMES = {NONE: "none", GZIP: "gzip", SNAPPY: "snappy", LZ4: "lz4", ZSTD: "zstd"}
+CODECS_BY_NAME = {name: code for code, name in CODEC_NAMES.items()}
+CODECS_BY_NAME["uncompressed"] = NONE
+
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+
+
+def codec_from_name(name: str | int | None) -> int:
+    if name is None:
+        return NONE
+    if isinstance(name, int):
+        if name not in CODEC_NAMES:
+            raise InvalidRecordError(f"unknown compression codec {name}")
+        return name
+    try:
+        return CODECS_BY_NAME[name.lower()]
+    except KeyError:
+        raise InvalidRecordError(
+            f"unknown compression {name!r}; use one of {', '.join(CODECS_BY_NAME)}"
+        ) from None
+
+
+def compress(codec: int, data: bytes) -> bytes:
+    if codec == NONE:
+        return data
+    if codec == GZIP:
+        return gzip.compress(data, compresslevel=6, mtime=0)
+    if codec == SNAPPY:
+        return bytes(cramjam.snappy.compress_raw(data))
+    if codec == LZ4:
+        return bytes(cramjam.lz4.compress(data))
+    if codec == ZSTD:
+        return bytes(cramjam.zstd.compress(data))
+    raise InvalidRecordError(f"unknown compression codec {codec}")
+
+
+def _snappy_decompress(data: bytes) -> bytes:
+    if data[:8] != _XERIAL_MAGIC:
+        return bytes(cramjam.snappy.decompress_raw(data))
+    pos = 16  # magic + int32 version + int32 compatible version
+    out = []
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise CorruptRecordError("truncated xerial snappy block length")
+        (length,) = struct.unpack_from(">i", data, pos)
+        pos += 4
+        if length < 0 or pos + length > len(data):
+            raise CorruptRecordError("xerial snappy block runs past the end of the data")
+        out.append(bytes(cramjam.snappy.decompress_raw(data[pos : pos + length])))
+        pos += length
+    return b"".join(out)
+
+
+def decompress(codec: int, data: bytes) -> bytes:
+    """Decompress the records section; any codec failure becomes CorruptRecordError."""
+    try:
+        if codec == NONE:
+            return data
+        if codec == GZIP:
+            # zlib with wbits=47 reads gzip (and zlib) streams; loop for multi-member gzip.
+            out = []
+            while data:
+                inflater = zlib.decompressobj(47)
+                out.append(inflater.decompress(data))
+                data = inflater.unused_data
+                if not inflater.eof:
+                    raise CorruptRecordError("gzip stream is truncated")
+            return b"".join(out)
+        if codec == SNAPPY:
+            return _snappy_decompress(data)
+        if codec == LZ4:
+            return bytes(cramjam.lz4.decompress(data))
+        if codec == ZSTD:
+            return bytes(cramjam.zstd.decompress(data))
+    except CorruptRecordError:
+        raise
+    except Exception as exc:  # the codecs raise assorted types
+        raise CorruptRecordError(f"cannot decompress {CODEC_NAMES.get(codec, codec)} records: {exc}") from None
+    raise CorruptRecordError(f"unknown compression codec {codec}")
