@@ -149,3 +149,27 @@ def default_config_strings() -> dict[str, str]:
 
 
 assert {f.name for f in fields(LogConfig)} == {a for a, _, _ in TOPIC_CONFIGS.values()}
+
+
+# Kafka's topic-name rules: ASCII letters, digits, '.', '_' and '-'; 1 to 249 characters; not '.'
+# or '..'.  Checked before anything touches the file system (a name is part of directory names).
+TOPIC_NAME_MAX_LENGTH = 249
+_TOPIC_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def validate_topic_name(name: object) -> str:
+    """Return ``name`` if Kafka would accept it as a topic name; raise InvalidTopicError if not."""
+    from .errors import InvalidTopicError
+
+    if not isinstance(name, str) or not name:
+        raise InvalidTopicError("topic name must be a non-empty string")
+    if name in (".", ".."):
+        raise InvalidTopicError(f"topic name cannot be {name!r}")
+    if len(name) > TOPIC_NAME_MAX_LENGTH:
+        raise InvalidTopicError(
+            f"topic name is {len(name)} characters long; the limit is {TOPIC_NAME_MAX_LENGTH}")
+    bad = sorted(set(name) - _TOPIC_NAME_CHARS)
+    if bad:
+        raise InvalidTopicError(
+            f"topic name {name!r} contains {''.join(bad)!r}; only ASCII letters, digits, '.', '_' and '-' are allowed")
+    return name

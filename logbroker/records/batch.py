@@ -270,13 +270,17 @@ def _encode_headers(headers) -> bytes:
     return encode_varint(count) + b"".join(parts)
 
 
-def encode_records(records: Sequence, base_timestamp: int) -> bytes:
-    """Encode (key, value, headers, timestamp) tuples as the uncompressed records section."""
+def encode_records(records: Sequence, base_timestamp: int, offset_deltas: Sequence[int] | None = None) -> bytes:
+    """Encode (key, value, headers, timestamp) tuples as the uncompressed records section.
+
+    Offset deltas are 0, 1, 2 ... unless ``offset_deltas`` gives them (a compacted batch has gaps).
+    """
     table = _SMALL_TABLE
     small = SMALL
     parts: list[bytes] = []
     append = parts.append
-    for delta, (key, value, headers, timestamp) in enumerate(records):
+    deltas = offset_deltas if offset_deltas is not None else range(len(records))
+    for delta, (key, value, headers, timestamp) in zip(deltas, records):
         ts_delta = timestamp - base_timestamp
         if key is None:
             key_part = b"\x01"
@@ -315,10 +319,13 @@ def encode_batch(
     transactional: bool = False,
     control: bool = False,
     max_timestamp: int | None = None,
+    offset_deltas: Sequence[int] | None = None,
+    last_offset_delta: int | None = None,
 ) -> bytes:
     """Build one batch from (key, value, headers, timestamp) tuples; keys/values are bytes or None.
 
     Every record needs an integer timestamp (ms).  With LogAppendTime pass ``max_timestamp``.
+    ``offset_deltas`` / ``last_offset_delta`` are for rewriting compacted batches only.
     """
     if not records:
         raise InvalidRecordError("a batch needs at least one record")
@@ -326,12 +333,14 @@ def encode_batch(
     base_timestamp = timestamps[0]
     if max_timestamp is None:
         max_timestamp = max(timestamps)
-    body = encode_records(records, base_timestamp)
+    body = encode_records(records, base_timestamp, offset_deltas)
     if compression_type != compression.NONE:
         body = compression.compress(compression_type, body)
     attributes = (compression_type | (ATTR_TIMESTAMP_TYPE if timestamp_type == LOG_APPEND_TIME else 0)
                   | (ATTR_TRANSACTIONAL if transactional else 0) | (ATTR_CONTROL if control else 0))
-    tail = _AFTER_CRC.pack(attributes, len(records) - 1, base_timestamp, max_timestamp,
+    if last_offset_delta is None:
+        last_offset_delta = len(records) - 1 if offset_deltas is None else offset_deltas[-1]
+    tail = _AFTER_CRC.pack(attributes, last_offset_delta, base_timestamp, max_timestamp,
                            producer_id, producer_epoch, base_sequence, len(records)) + body
     head = struct.pack(">qiibI", base_offset, len(tail) + 9, partition_leader_epoch, MAGIC, crc32c(tail))
     return head + tail

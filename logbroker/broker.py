@@ -1,0 +1,257 @@
+"""The embedded broker: topics and partitions, produce / fetch / list-offsets as plain methods.
+
+``Broker.open(path)`` owns a data directory (exclusive lock) unless opened ``read_only``; it is what
+the Python API, the CLI and (later) the network server all call.  Every method validates its input
+and raises errors from ``logbroker.errors``; nothing invalid reaches the file system.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import threading
+
+from .clock import SYSTEM_CLOCK
+from .config import TOPIC_CONFIGS, LogConfig, default_config_strings, validate_overrides, validate_topic_name
+from .errors import (BrokerClosedError, InvalidConfigError, InvalidPartitionsError, InvalidRequestError, ReadOnlyError,
+                     TopicAlreadyExistsError)
+from .records.batch import validate_produced
+from .storage.cleaner import compact_log
+from .storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, AppendInfo, PartitionLog, ReadInfo
+from .storage.log_manager import LogManager, TopicMetadata
+
+log = logging.getLogger(__name__)
+
+MAX_PARTITIONS = 10_000
+DEFAULT_RETENTION_CHECK_INTERVAL_MS = 300_000
+
+
+class Broker:
+    """One data directory, opened for writing (the default) or read-only."""
+
+    def __init__(self, manager: LogManager, *, clock=SYSTEM_CLOCK, housekeeping: bool = False,
+                 retention_check_interval_ms: int = DEFAULT_RETENTION_CHECK_INTERVAL_MS):
+        self._manager = manager
+        self.clock = clock
+        self.data_dir = manager.data_dir
+        self.read_only = manager.read_only
+        self._data_cond = threading.Condition()
+        self._closed = False
+        self._retention_check_interval_ms = retention_check_interval_ms
+        self._last_retention_check_ms = clock.time_ms()
+        self._stop = threading.Event()
+        self._housekeeper = None
+        if housekeeping and not self.read_only:
+            self._housekeeper = threading.Thread(target=self._housekeeping_loop, name="logbroker-housekeeping",
+                                                 daemon=True)
+            self._housekeeper.start()
+
+    @classmethod
+    def open(cls, path: str = "data", *, read_only: bool = False, clock=SYSTEM_CLOCK, housekeeping: bool = True,
+             retention_check_interval_ms: int = DEFAULT_RETENTION_CHECK_INTERVAL_MS,
+             listen: str | None = None) -> "Broker":
+        """Open (creating if needed) the data directory at ``path``.
+
+        A writer takes the directory's lock (DataDirLockedError names the owner if another process
+        has it) and recovers every partition after an unclean shutdown; ``recovery_reports`` then
+        says what was dropped.  ``read_only=True`` takes no lock and changes nothing on disk.
+        """
+        manager = LogManager(path, read_only=read_only, clock=clock, listen=listen)
+        return cls(manager, clock=clock, housekeeping=housekeeping,
+                   retention_check_interval_ms=retention_check_interval_ms)
+
+    def __enter__(self) -> "Broker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def recovery_reports(self):
+        return list(self._manager.recovery_reports)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BrokerClosedError("the broker is closed")
+
+    def _require_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise ReadOnlyError(f"{self.data_dir} was opened read-only")
+
+    # ---- topics ------------------------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int = 1, config: dict | None = None) -> TopicMetadata:
+        """Create a topic with ``partitions`` partitions and config overrides (Kafka names)."""
+        self._require_writable()
+        validate_topic_name(name)
+        if not isinstance(partitions, int) or not 1 <= partitions <= MAX_PARTITIONS:
+            raise InvalidPartitionsError(f"partitions must be between 1 and {MAX_PARTITIONS}, got {partitions!r}")
+        overrides = validate_overrides(config or {})
+        LogConfig.from_overrides(overrides)
+        if name in self._manager.topics:
+            raise TopicAlreadyExistsError(f"topic {name!r} already exists")
+        return self._manager.create_topic(name, partitions, overrides)
+
+    def delete_topic(self, name: str) -> None:
+        self._require_writable()
+        validate_topic_name(name)
+        self._manager.delete_topic(name)
+
+    def list_topics(self) -> list[str]:
+        self._check_open()
+        return sorted(self._manager.topics)
+
+    def topic(self, name: str) -> TopicMetadata:
+        self._check_open()
+        validate_topic_name(name)
+        return self._manager.topic(name)
+
+    def partition_count(self, name: str) -> int:
+        return self.topic(name).partitions
+
+    def describe_topic(self, name: str) -> dict:
+        """Topic id, effective config and each partition's offsets and size."""
+        meta = self.topic(name)
+        effective = default_config_strings()
+        effective.update(meta.config)
+        partitions = []
+        for p in range(meta.partitions):
+            stats = self._manager.get_log(name, p).statistics()
+            del stats["topic"]
+            partitions.append(stats)
+        return {"name": meta.name, "topic_id": meta.topic_id, "partitions": partitions,
+                "config": effective, "overrides": dict(meta.config)}
+
+    def alter_topic_config(self, name: str, set: dict | None = None, delete: list | None = None) -> dict[str, str]:
+        """Set and/or remove config overrides; return the topic's overrides afterwards."""
+        self._require_writable()
+        meta = self.topic(name)
+        overrides = dict(meta.config)
+        for key in delete or ():
+            if key not in TOPIC_CONFIGS:
+                raise InvalidConfigError(f"unknown topic config {key!r}")
+            overrides.pop(key, None)
+        overrides.update(validate_overrides(set or {}))
+        LogConfig.from_overrides(overrides)
+        return self._manager.alter_config(name, overrides).config
+
+    def create_partitions(self, name: str, total: int) -> None:
+        self._require_writable()
+        meta = self.topic(name)
+        if not isinstance(total, int) or not meta.partitions < total <= MAX_PARTITIONS:
+            raise InvalidPartitionsError(
+                f"topic {name!r} has {meta.partitions} partitions; the new count must be larger (and at most "
+                f"{MAX_PARTITIONS}), got {total!r}")
+        self._manager.add_partitions(name, total)
+
+    def log(self, topic: str, partition: int) -> PartitionLog:
+        """The partition's log (raises UnknownTopicOrPartitionError)."""
+        self._check_open()
+        return self._manager.get_log(topic, partition)
+
+    # ---- produce / fetch ---------------------------------------------------------------------
+
+    def append(self, topic: str, partition: int, records: bytes) -> AppendInfo:
+        """Validate and append a producer's batches without waiting for fsync."""
+        self._require_writable()
+        partition_log = self.log(topic, partition)
+        batches = validate_produced(records, max_message_bytes=partition_log.config.max_message_bytes)
+        info = partition_log.append(records, batches=batches)
+        if not partition_log.config.sync_on_append:
+            self._notify_data()
+        return info
+
+    def wait_durable(self, topic: str, partition: int, offset: int | None = None) -> None:
+        """Block until the partition is fsynced below ``offset`` (the log end by default)."""
+        partition_log = self.log(topic, partition)
+        if partition_log.config.sync_on_append:
+            partition_log.wait_durable(offset)
+            self._notify_data()
+
+    def produce(self, topic: str, partition: int, records: bytes, *, acks: int | str = -1) -> AppendInfo:
+        """Append and, unless ``acks=0``, return only once the topic's durability rule holds."""
+        info = self.append(topic, partition, records)
+        if acks not in (0, "0"):
+            self.wait_durable(topic, partition, info.last_offset + 1)
+        return info
+
+    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 1 << 20) -> ReadInfo:
+        """Raw batches from ``offset`` (the batch holding it first) up to about ``max_bytes``."""
+        if max_bytes < 0:
+            raise InvalidRequestError(f"max_bytes must be >= 0, got {max_bytes}")
+        partition_log = self.log(topic, partition)
+        if self.read_only:
+            partition_log.refresh()
+        return partition_log.read(offset, max_bytes)
+
+    def list_offsets(self, topic: str, partition: int, timestamp: int) -> tuple[int, int] | None:
+        """-2: (log start offset, -1); -1: (high watermark, -1); else the first (offset, timestamp)
+        whose timestamp is >= ``timestamp``, or None when there is none."""
+        partition_log = self.log(topic, partition)
+        if self.read_only:
+            partition_log.refresh()
+        return partition_log.offset_for_timestamp(timestamp)
+
+    def delete_records(self, topic: str, partition: int, offset: int) -> int:
+        """Move the log start offset up to ``offset``; return the new log start offset."""
+        self._require_writable()
+        return self.log(topic, partition).delete_records(offset)
+
+    def wait_for_data(self, timeout: float) -> None:
+        """Sleep until some partition's high watermark may have moved, or ``timeout`` seconds pass."""
+        with self._data_cond:
+            self._data_cond.wait(timeout)
+
+    def _notify_data(self) -> None:
+        with self._data_cond:
+            self._data_cond.notify_all()
+
+    # ---- housekeeping ------------------------------------------------------------------------
+
+    def run_housekeeping(self, now_ms: int | None = None, *, force: bool = False) -> dict:
+        """Time-based flushes, retention and compaction.  Returns what was done, per partition."""
+        self._require_writable()
+        now_ms = self.clock.time_ms() if now_ms is None else now_ms
+        done: dict = {"deleted_segments": {}, "compacted": {}}
+        due = force or now_ms - self._last_retention_check_ms >= self._retention_check_interval_ms
+        for key, partition_log in list(self._manager.logs.items()):
+            if partition_log.closed:
+                continue
+            partition_log.maybe_flush(now_ms)
+            if not due:
+                continue
+            deleted = partition_log.apply_retention(now_ms)
+            if deleted:
+                done["deleted_segments"][key] = deleted
+            if partition_log.config.compact:
+                stats = compact_log(partition_log, now_ms, force=force)
+                if stats is not None:
+                    done["compacted"][key] = stats
+        if due:
+            self._last_retention_check_ms = now_ms
+            self._manager.checkpoint()
+        return done
+
+    def _housekeeping_loop(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.run_housekeeping()
+            except BrokerClosedError:
+                return
+            except Exception:  # keep the thread alive; the next round retries
+                log.exception("housekeeping failed")
+
+    def close(self) -> None:
+        """Flush and close every partition, checkpoint, write the clean-shutdown marker, unlock."""
+        if self._closed:
+            return
+        self._stop.set()
+        if self._housekeeper is not None:
+            self._housekeeper.join()
+        self._closed = True
+        self._manager.close()
+        self._notify_data()
+
+
+__all__ = ["Broker", "EARLIEST_TIMESTAMP", "LATEST_TIMESTAMP"]

@@ -1,0 +1,535 @@
+"""A partition's log: ordered segments in ``<topic>-<partition>/``, one of them active.
+
+Files owned here (besides each segment's): ``partition.metadata`` (version and topic id, as Kafka
+writes it).  Offsets are assigned here, per appended chunk: the base offset of each batch is
+rewritten in place (outside the CRC, so nothing else changes).
+
+Invariants:
+* segments are sorted by base offset and only the last (active) one is appended to;
+* ``log_start_offset <= high_watermark <= log_end_offset``; reads serve offsets in
+  ``[log_start_offset, high_watermark)`` only;
+* with ``flush.messages=1`` (the default) the high watermark is the fsynced end: an append is
+  acknowledged (``wait_durable``) and visible to consumers only once fsynced.  Appends that arrive
+  while an fsync runs share the next one (group commit).  With ``flush.messages`` / ``flush.ms``
+  relaxed, appends are acknowledged at once and fsynced by count or age;
+* after an unclean shutdown, every segment from the one holding the recovery point is recovered
+  (batches checked, indexes rebuilt, torn or corrupt tail truncated); when a segment had to be
+  truncated, every later segment is deleted: nothing after a damaged byte is trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+from ..clock import SYSTEM_CLOCK
+from ..config import LogConfig
+from ..errors import KafkaStorageError, OffsetOutOfRangeError, ReadOnlyError
+from ..records.batch import set_base_offset, set_log_append_time, validate_produced
+from .files import (CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX, TIME_INDEX_SUFFIX,
+                    TMP_SUFFIX, atomic_write, fsync_dir, parse_offset_file_name)
+from .segment import LogSegment, SegmentRecovery
+
+log = logging.getLogger(__name__)
+
+EARLIEST_TIMESTAMP = -2
+LATEST_TIMESTAMP = -1
+
+
+@dataclass
+class RecoveryReport:
+    """What opening a partition after an unclean shutdown found and dropped."""
+
+    topic: str
+    partition: int
+    segments_recovered: int = 0
+    truncated_bytes: int = 0
+    truncated_at: tuple[str, int] | None = None  # (file, byte position) of the first invalid byte
+    reason: str | None = None
+    deleted_segments: list[str] = field(default_factory=list)
+    log_end_offset: int = 0
+
+    @property
+    def dropped_anything(self) -> bool:
+        return bool(self.truncated_bytes or self.deleted_segments)
+
+    def describe(self) -> str:
+        if not self.dropped_anything:
+            return (f"{self.topic}-{self.partition}: recovered {self.segments_recovered} segment(s), "
+                    f"nothing dropped, log end offset {self.log_end_offset}")
+        where = f" at {self.truncated_at[0]} byte {self.truncated_at[1]}" if self.truncated_at else ""
+        return (f"{self.topic}-{self.partition}: truncated {self.truncated_bytes} bytes{where} ({self.reason}); "
+                f"deleted {len(self.deleted_segments)} later segment(s); log end offset now {self.log_end_offset}")
+
+
+@dataclass
+class AppendInfo:
+    base_offset: int
+    last_offset: int
+    log_append_time: int  # -1 unless the topic uses LogAppendTime
+    log_start_offset: int
+    records: int
+
+
+@dataclass
+class ReadInfo:
+    records: bytes
+    high_watermark: int
+    log_start_offset: int
+    log_end_offset: int
+
+
+def partition_dir_name(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+class PartitionLog:
+    """The segments of one partition.  Thread-safe: appends serialise on a lock, reads do not block."""
+
+    def __init__(self, directory: str, topic: str, partition: int, config: LogConfig, *, clock=SYSTEM_CLOCK,
+                 writable: bool = True, on_log_start_offset_change=None):
+        self.directory = directory
+        self.topic = topic
+        self.partition = partition
+        self.config = config
+        self.clock = clock
+        self.writable = writable
+        self.segments: list[LogSegment] = []
+        self._base_offsets: list[int] = []
+        self.log_start_offset = 0
+        self.log_end_offset = 0
+        self.recovery_point = 0
+        self.flushed_offset = 0
+        self._lock = threading.RLock()
+        self._flush_cond = threading.Condition()
+        self._flushing = False
+        self._unflushed_messages = 0
+        self._last_flush_ms = clock.time_ms()
+        self._on_log_start_offset_change = on_log_start_offset_change
+        self.closed = False
+
+    # ---- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, directory: str, topic: str, partition: int, config: LogConfig, *, clock=SYSTEM_CLOCK,
+             writable: bool = True, clean: bool = True, recovery_point: int = 0, log_start_offset: int = 0,
+             on_log_start_offset_change=None) -> tuple["PartitionLog", RecoveryReport | None]:
+        """Open (creating if needed) the log in ``directory``; recover it when ``clean`` is False.
+
+        Returns the log and, when anything had to be recovered, a RecoveryReport.
+        """
+        if writable:
+            os.makedirs(directory, exist_ok=True)
+        self = cls(directory, topic, partition, config, clock=clock, writable=writable,
+                   on_log_start_offset_change=on_log_start_offset_change)
+        report = self._load(clean=clean, recovery_point=recovery_point)
+        self.log_start_offset = max(log_start_offset, self.segments[0].base_offset)
+        if self.log_start_offset > self.log_end_offset:
+            self.log_start_offset = self.log_end_offset
+        self.recovery_point = self.flushed_offset = self.log_end_offset
+        return self, report
+
+    def _tidy(self) -> list[int]:
+        """Remove leftovers of interrupted work; return the base offsets of the segments present."""
+        bases = set()
+        names = os.listdir(self.directory) if os.path.isdir(self.directory) else []
+        for name in names:
+            path = os.path.join(self.directory, name)
+            if name.endswith((CLEANED_SUFFIX, DELETED_SUFFIX, TMP_SUFFIX)):
+                if self.writable:
+                    os.unlink(path)
+                continue
+            if name.endswith(SWAP_SUFFIX):
+                if self.writable:
+                    os.replace(path, path[: -len(SWAP_SUFFIX)])
+                    name = name[: -len(SWAP_SUFFIX)]
+                else:
+                    continue
+            parsed = parse_offset_file_name(name)
+            if parsed and parsed[1] == LOG_SUFFIX:
+                bases.add(parsed[0])
+        for name in names:  # index files whose log is gone
+            parsed = parse_offset_file_name(name)
+            if parsed and parsed[1] in (INDEX_SUFFIX, TIME_INDEX_SUFFIX) and parsed[0] not in bases and self.writable:
+                os.unlink(os.path.join(self.directory, name))
+        return sorted(bases)
+
+    def _new_segment(self, base_offset: int) -> LogSegment:
+        return LogSegment(self.directory, base_offset, index_interval_bytes=self.config.index_interval_bytes,
+                          writable=self.writable, strict=not self.config.compact)
+
+    def _load(self, *, clean: bool, recovery_point: int) -> RecoveryReport | None:
+        bases = self._tidy()
+        if not bases:
+            if not self.writable:
+                raise OffsetOutOfRangeError(f"{self.directory} holds no log segments")
+            bases = [0]
+        report = RecoveryReport(self.topic, self.partition)
+        recover_from = bases[max(0, bisect_right(bases, recovery_point) - 1)] if not clean else None
+        truncated = False
+        for base in bases:
+            if truncated:
+                report.deleted_segments.append(self._drop_file_set(base))
+                continue
+            segment = self._new_segment(base)
+            result: SegmentRecovery | None
+            if recover_from is not None and base >= recover_from:
+                result = segment.recover()
+                report.segments_recovered += 1
+            else:
+                result = segment.load()
+            if result is not None and result.truncated_bytes:
+                truncated = True
+                report.truncated_bytes += result.truncated_bytes
+                report.truncated_at = (result.path, result.valid_bytes)
+                report.reason = result.reason
+            if self.segments and segment.is_empty and segment.base_offset < self.segments[-1].next_offset:
+                segment.delete() if self.writable else segment.close()
+                continue
+            self.segments.append(segment)
+        self._base_offsets = [s.base_offset for s in self.segments]
+        self.log_end_offset = self._compute_log_end_offset()
+        report.log_end_offset = self.log_end_offset
+        if truncated:
+            if self.writable:
+                fsync_dir(self.directory)
+            log.warning("recovery of %s dropped data: %s", self.directory, report.describe())
+        elif report.segments_recovered:
+            log.info("recovered %s: %s", self.directory, report.describe())
+        return report if (report.segments_recovered or report.dropped_anything) else None
+
+    def _compute_log_end_offset(self) -> int:
+        for segment in reversed(self.segments):
+            if not segment.is_empty:
+                return max(segment.next_offset, self.segments[-1].base_offset)
+        return self.segments[-1].base_offset
+
+    def _drop_file_set(self, base: int) -> str:
+        segment = self._new_segment(base)
+        path = segment.log_path
+        if self.writable:
+            segment.delete()
+        else:
+            segment.close()
+        return path
+
+    # ---- appending ---------------------------------------------------------------------------
+
+    @property
+    def active_segment(self) -> LogSegment:
+        return self.segments[-1]
+
+    @property
+    def high_watermark(self) -> int:
+        return self.flushed_offset if self.config.sync_on_append else self.log_end_offset
+
+    def append(self, records, *, batches=None) -> AppendInfo:
+        """Assign offsets to the producer's batches and write them; nothing is fsynced here.
+
+        ``batches`` is ``validate_produced(records)``'s result when the caller already checked them.
+        Call ``wait_durable(info.last_offset + 1)`` before acknowledging.
+        """
+        if not self.writable:
+            raise ReadOnlyError(f"{self.directory} was opened read-only")
+        if batches is None:
+            batches = validate_produced(records, max_message_bytes=self.config.max_message_bytes)
+        data = bytearray(records)
+        now = self.clock.time_ms()
+        log_append_time = self.config.log_append_time
+        with self._lock:
+            if self.closed:
+                raise KafkaStorageError(f"{self.directory} is closed")
+            first_offset = offset = self.log_end_offset
+            max_timestamp, offset_of_max = -1, offset
+            count = 0
+            for pos, header in batches:
+                set_base_offset(data, pos, offset)
+                timestamp = header.max_timestamp
+                if log_append_time:
+                    set_log_append_time(data, pos, header, now)
+                    timestamp = now
+                last = offset + header.last_offset_delta
+                if timestamp > max_timestamp:
+                    max_timestamp, offset_of_max = timestamp, last
+                offset = last + 1
+                count += header.records_count
+            last_offset = offset - 1
+            self._maybe_roll(len(data), max_timestamp, last_offset)
+            self.active_segment.append(data, first_offset, last_offset, max_timestamp, offset_of_max)
+            self.log_end_offset = offset
+            self._unflushed_messages += count
+            if not self.config.sync_on_append and (
+                    self._unflushed_messages >= self.config.flush_messages
+                    or now - self._last_flush_ms >= self.config.flush_ms):
+                self._flush_locked()
+        return AppendInfo(first_offset, last_offset, now if log_append_time else -1, self.log_start_offset, count)
+
+    def _maybe_roll(self, size: int, max_timestamp: int, last_offset: int) -> None:
+        segment = self.active_segment
+        if segment.is_empty:
+            return
+        if (segment.size + size > self.config.segment_bytes
+                or (segment.first_batch_timestamp is not None and max_timestamp >= 0
+                    and max_timestamp - segment.first_batch_timestamp > self.config.segment_ms)
+                or last_offset - segment.base_offset > 2**31 - 1):
+            self._roll_locked()
+
+    def roll(self) -> None:
+        """Start a new active segment at the log end offset (no-op when the active one is empty)."""
+        with self._lock:
+            if not self.active_segment.is_empty:
+                self._roll_locked()
+
+    def _roll_locked(self) -> None:
+        old = self.active_segment
+        old.seal()  # fsyncs the log and its indexes: everything below the new base is durable
+        segment = self._new_segment(self.log_end_offset)
+        fsync_dir(self.directory)
+        self.segments = self.segments + [segment]
+        self._base_offsets = self._base_offsets + [segment.base_offset]
+        with self._flush_cond:
+            self.flushed_offset = max(self.flushed_offset, self.log_end_offset)
+            self._flush_cond.notify_all()
+        self.recovery_point = segment.base_offset
+
+    # ---- durability --------------------------------------------------------------------------
+
+    def wait_durable(self, offset: int | None = None) -> None:
+        """Return once everything below ``offset`` (default: the log end) is fsynced.
+
+        Group commit: if an fsync is already running, wait for it and then, if it did not cover
+        ``offset``, run one more for everyone who queued meanwhile.
+        """
+        if offset is None:
+            offset = self.log_end_offset
+        with self._flush_cond:
+            while self.flushed_offset < offset:
+                if self._flushing:
+                    self._flush_cond.wait()
+                    continue
+                self._flushing = True
+                break
+            else:
+                return
+        flushed = None
+        try:
+            with self._lock:
+                target = self.log_end_offset
+                segment = self.active_segment
+            segment.flush()
+            flushed = target
+        except OSError as exc:
+            raise KafkaStorageError(f"fsync of {segment.log_path} failed: {exc.strerror or exc}") from exc
+        finally:
+            with self._flush_cond:
+                self._flushing = False
+                if flushed is not None:
+                    self.flushed_offset = max(self.flushed_offset, flushed)
+                    self._unflushed_messages = 0
+                    self._last_flush_ms = self.clock.time_ms()
+                self._flush_cond.notify_all()
+
+    flush = wait_durable
+
+    def _flush_locked(self) -> None:
+        self.active_segment.flush()
+        with self._flush_cond:
+            self.flushed_offset = self.log_end_offset
+            self._unflushed_messages = 0
+            self._last_flush_ms = self.clock.time_ms()
+            self._flush_cond.notify_all()
+
+    def maybe_flush(self, now_ms: int) -> None:
+        """Periodic check for ``flush.ms`` (called by the broker's housekeeping)."""
+        if self.flushed_offset < self.log_end_offset and now_ms - self._last_flush_ms >= self.config.flush_ms:
+            self.wait_durable()
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int = 1 << 20, *, max_offset: int | None = None) -> ReadInfo:
+        """Checked batches from the one holding ``offset``, up to about ``max_bytes`` (at least one batch).
+
+        Raises OffsetOutOfRangeError outside ``[log_start_offset, high_watermark]``.
+        """
+        high_watermark = self.high_watermark
+        limit = high_watermark if max_offset is None else min(max_offset, high_watermark)
+        segments, bases = self.segments, self._base_offsets
+        if offset < self.log_start_offset or offset > high_watermark:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside [{self.log_start_offset}, {high_watermark}] of {self.topic}-{self.partition}")
+        i = max(0, bisect_right(bases, offset) - 1)
+        data = b""
+        while offset < limit and i < len(segments):
+            data = segments[i].read(offset, max_bytes, limit)
+            if data:
+                break
+            i += 1  # the offset sits past this segment's data (a gap left by compaction)
+            if i < len(segments):
+                offset = max(offset, segments[i].base_offset)
+        return ReadInfo(data, high_watermark, self.log_start_offset, self.log_end_offset)
+
+    def refresh(self) -> None:
+        """Read-only opens: catch up with appends and new segments written by the owning process."""
+        if self.writable:
+            return
+        with self._lock:
+            known = self.segments[-1].base_offset
+            for base in self._tidy():
+                if base > known:
+                    segment = self._new_segment(base)
+                    segment.size = 0  # extend() below scans it from the start
+                    self.segments.append(segment)
+                    self._base_offsets.append(base)
+            for segment in self.segments:
+                if segment.base_offset >= known:
+                    segment.extend()
+            self.log_end_offset = self.flushed_offset = self._compute_log_end_offset()
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """Kafka's ListOffsets: -2 earliest, -1 latest, else the first offset with a timestamp >= it."""
+        if timestamp == EARLIEST_TIMESTAMP:
+            return self.log_start_offset, -1
+        if timestamp == LATEST_TIMESTAMP:
+            return self.high_watermark, -1
+        for segment in list(self.segments):
+            if segment.next_offset <= self.log_start_offset:
+                continue
+            found = segment.find_offset_by_timestamp(timestamp, self.log_start_offset)
+            if found is not None and found[0] < self.high_watermark:
+                return found
+        return None
+
+    # ---- retention and truncation --------------------------------------------------------------
+
+    def delete_records(self, offset: int) -> int:
+        """Move the log start offset up to ``offset`` (Kafka's DeleteRecords); return the new start."""
+        if not self.writable:
+            raise ReadOnlyError(f"{self.directory} was opened read-only")
+        with self._lock:
+            if offset == LATEST_TIMESTAMP:
+                offset = self.high_watermark
+            if offset < 0 or offset > self.high_watermark:
+                raise OffsetOutOfRangeError(
+                    f"cannot delete records below {offset}: the high watermark is {self.high_watermark}")
+            if offset > self.log_start_offset:
+                self._set_log_start_offset(offset)
+                self._delete_segments(lambda s, nxt: nxt is not None and nxt <= self.log_start_offset)
+            return self.log_start_offset
+
+    def _set_log_start_offset(self, offset: int) -> None:
+        self.log_start_offset = offset
+        if self._on_log_start_offset_change is not None:
+            self._on_log_start_offset_change(self)
+
+    def apply_retention(self, now_ms: int | None = None) -> list[int]:
+        """Delete whole old segments by ``retention.ms`` and ``retention.bytes``; return their base offsets."""
+        if not self.writable or not self.config.delete:
+            return []
+        now_ms = self.clock.time_ms() if now_ms is None else now_ms
+        retention_ms, retention_bytes = self.config.retention_ms, self.config.retention_bytes
+        with self._lock:
+            deleted = []
+            if retention_ms >= 0:
+                deleted += self._delete_segments(
+                    lambda s, nxt: nxt is not None and s.max_timestamp >= 0 and now_ms - s.max_timestamp > retention_ms)
+            if retention_bytes >= 0:
+                total = self.size_bytes
+
+                def over(segment, nxt):
+                    nonlocal total
+                    if nxt is not None and total - segment.size >= retention_bytes:
+                        total -= segment.size
+                        return True
+                    return False
+
+                deleted += self._delete_segments(over)
+            return deleted
+
+    def _delete_segments(self, predicate) -> list[int]:
+        """Delete leading non-active segments while ``predicate(segment, next_base)`` holds."""
+        deleted = []
+        while len(self.segments) > 1 and predicate(self.segments[0], self.segments[1].base_offset):
+            segment = self.segments[0]
+            self.segments = self.segments[1:]
+            self._base_offsets = self._base_offsets[1:]
+            if self.segments[0].base_offset > self.log_start_offset:
+                self._set_log_start_offset(self.segments[0].base_offset)
+            segment.delete()
+            deleted.append(segment.base_offset)
+        return deleted
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every record at or above ``offset`` (whole batches, as Kafka does)."""
+        if not self.writable:
+            raise ReadOnlyError(f"{self.directory} was opened read-only")
+        with self._lock:
+            if offset >= self.log_end_offset:
+                return
+            while len(self.segments) > 1 and self.segments[-1].base_offset >= offset:
+                self.segments[-1].delete()
+                self.segments = self.segments[:-1]
+                self._base_offsets = self._base_offsets[:-1]
+            self.active_segment.truncate_to(offset)
+            self.log_end_offset = self._compute_log_end_offset()
+            self.flushed_offset = min(self.flushed_offset, self.log_end_offset)
+            self.recovery_point = min(self.recovery_point, self.log_end_offset)
+            if self.log_start_offset > self.log_end_offset:
+                self._set_log_start_offset(self.log_end_offset)
+
+    def replace_segment(self, old: LogSegment, new_log_path: str) -> LogSegment:
+        """Swap a rewritten (compacted) ``.log`` file in for ``old``; indexes are rebuilt."""
+        with self._lock:
+            i = self.segments.index(old)
+            old.close()
+            os.replace(new_log_path, old.log_path)
+            fsync_dir(self.directory)
+            segment = self._new_segment(old.base_offset)
+            segment.recover()
+            segments = list(self.segments)
+            segments[i] = segment
+            self.segments = segments
+            return segment
+
+    # ---- housekeeping ------------------------------------------------------------------------
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    def statistics(self) -> dict:
+        return {
+            "topic": self.topic, "partition": self.partition,
+            "log_start_offset": self.log_start_offset, "log_end_offset": self.log_end_offset,
+            "high_watermark": self.high_watermark, "segments": len(self.segments), "size_bytes": self.size_bytes,
+        }
+
+    def write_partition_metadata(self, topic_id: str) -> None:
+        atomic_write(os.path.join(self.directory, "partition.metadata"),
+                     f"version: 0\ntopic_id: {topic_id}\n".encode())
+
+    def close(self) -> None:
+        """Flush and seal the active segment; close every file."""
+        with self._lock:
+            if self.closed:
+                return
+            if self.writable:
+                self.active_segment.seal()
+                self.flushed_offset = self.recovery_point = self.log_end_offset
+            for segment in self.segments:
+                segment.close()
+            self.closed = True
+        with self._flush_cond:
+            self._flush_cond.notify_all()
+
+    def delete(self) -> None:
+        """Remove the partition directory (the log must be closed or abandoned)."""
+        import shutil
+
+        with self._lock:
+            for segment in self.segments:
+                segment.close()
+            self.closed = True
+            shutil.rmtree(self.directory, ignore_errors=True)

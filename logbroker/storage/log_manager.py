@@ -1,0 +1,246 @@
+"""The data directory: every partition log, topic metadata, checkpoints, the lock and the marker.
+
+Layout of ``<data>/``::
+
+    .lock                               owner pid (lock.py)
+    .kafka_cleanshutdown                present only after a clean shutdown (skips recovery)
+    recovery-point-offset-checkpoint    Kafka's text format: "0", count, "topic partition offset"
+    log-start-offset-checkpoint         same format
+    .metadata/topics/<name>.json        {"name", "topic_id" (hex of 16 random bytes), "partitions", "config"}
+    <topic>-<partition>/                one PartitionLog each (log.py)
+
+Invariants: topic metadata is written atomically (temp file, fsync, rename, fsync directory) before
+any partition directory exists, and removed only after its partition directories were renamed to
+``*-delete`` (which startup finishes deleting), so a crash never leaves a half-made or half-deleted
+topic visible.  The marker is removed as soon as a writer opens the directory and rewritten last at
+close, after the checkpoints.  Topic names reaching this module were validated by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import uuid
+
+from ..clock import SYSTEM_CLOCK
+from ..config import LogConfig, validate_topic_name
+from ..errors import ReadOnlyError, UnknownTopicOrPartitionError
+from .files import atomic_write, fsync_dir, read_checkpoint, write_checkpoint
+from .lock import DataDirLock
+from .log import PartitionLog, RecoveryReport, partition_dir_name
+
+log = logging.getLogger(__name__)
+
+CLEAN_SHUTDOWN_MARKER = ".kafka_cleanshutdown"
+RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
+LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
+METADATA_DIR = os.path.join(".metadata", "topics")
+DELETE_SUFFIX = "-delete"
+
+
+class TopicMetadata:
+    __slots__ = ("name", "topic_id", "partitions", "config")
+
+    def __init__(self, name: str, topic_id: str, partitions: int, config: dict[str, str]):
+        self.name = name
+        self.topic_id = topic_id
+        self.partitions = partitions
+        self.config = dict(config)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "topic_id": self.topic_id, "partitions": self.partitions, "config": self.config}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TopicMetadata":
+        return cls(validate_topic_name(data["name"]), str(data["topic_id"]), int(data["partitions"]),
+                   {str(k): str(v) for k, v in data.get("config", {}).items()})
+
+    @property
+    def log_config(self) -> LogConfig:
+        return LogConfig.from_overrides(self.config)
+
+
+class LogManager:
+    """Opens, creates and deletes partition logs under one data directory."""
+
+    def __init__(self, data_dir: str, *, read_only: bool = False, clock=SYSTEM_CLOCK, listen: str | None = None):
+        self.data_dir = os.path.abspath(data_dir)
+        self.read_only = read_only
+        self.clock = clock
+        self.topics: dict[str, TopicMetadata] = {}
+        self.logs: dict[tuple[str, int], PartitionLog] = {}
+        self.recovery_reports: list[RecoveryReport] = []
+        self._lock = threading.RLock()
+        self._dir_lock = None
+        if not read_only:
+            os.makedirs(os.path.join(self.data_dir, METADATA_DIR), exist_ok=True)
+            self._dir_lock = DataDirLock(self.data_dir)
+            self._dir_lock.acquire(listen=listen)
+        try:
+            self._open_all()
+        except BaseException:
+            if self._dir_lock:
+                self._dir_lock.release()
+            raise
+
+    def _path(self, *parts: str) -> str:
+        return os.path.join(self.data_dir, *parts)
+
+    def _open_all(self) -> None:
+        marker = self._path(CLEAN_SHUTDOWN_MARKER)
+        clean = os.path.exists(marker)
+        if not self.read_only:
+            if clean:
+                os.unlink(marker)
+                fsync_dir(self.data_dir)
+            for name in os.listdir(self.data_dir):
+                if name.endswith(DELETE_SUFFIX) and os.path.isdir(self._path(name)):
+                    shutil.rmtree(self._path(name), ignore_errors=True)
+        self.clean_start = clean
+        recovery_points = read_checkpoint(self._path(RECOVERY_POINT_CHECKPOINT))
+        start_offsets = read_checkpoint(self._path(LOG_START_OFFSET_CHECKPOINT))
+        meta_dir = self._path(METADATA_DIR)
+        names = sorted(os.listdir(meta_dir)) if os.path.isdir(meta_dir) else []
+        for name in names:
+            if not name.endswith(".json"):
+                continue
+            with open(os.path.join(meta_dir, name), encoding="utf-8") as fh:
+                meta = TopicMetadata.from_json(json.load(fh))
+            self.topics[meta.name] = meta
+            config = meta.log_config
+            for partition in range(meta.partitions):
+                key = (meta.name, partition)
+                partition_log, report = PartitionLog.open(
+                    self._path(partition_dir_name(meta.name, partition)), meta.name, partition, config,
+                    clock=self.clock, writable=not self.read_only, clean=clean,
+                    recovery_point=recovery_points.get(key, 0), log_start_offset=start_offsets.get(key, 0),
+                    on_log_start_offset_change=self._log_start_offset_changed)
+                self.logs[key] = partition_log
+                if report is not None:
+                    self.recovery_reports.append(report)
+        if not self.read_only:
+            self.checkpoint()
+
+    # ---- topics ------------------------------------------------------------------------------
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"{self.data_dir} was opened read-only")
+
+    def create_topic(self, name: str, partitions: int, config: dict[str, str]) -> TopicMetadata:
+        self._require_writable()
+        with self._lock:
+            meta = TopicMetadata(name, uuid.uuid4().hex, partitions, config)
+            log_config = meta.log_config
+            self._write_metadata(meta)
+            self.topics[name] = meta
+            self._open_partitions(meta, range(partitions), log_config)
+            fsync_dir(self.data_dir)
+            return meta
+
+    def _open_partitions(self, meta: TopicMetadata, partitions, log_config: LogConfig) -> None:
+        for partition in partitions:
+            directory = self._path(partition_dir_name(meta.name, partition))
+            if os.path.exists(directory):  # left over from a crash in a delete: start clean
+                shutil.rmtree(directory)
+            partition_log, _ = PartitionLog.open(
+                directory, meta.name, partition, log_config, clock=self.clock,
+                on_log_start_offset_change=self._log_start_offset_changed)
+            partition_log.write_partition_metadata(meta.topic_id)
+            self.logs[(meta.name, partition)] = partition_log
+
+    def add_partitions(self, name: str, total: int) -> TopicMetadata:
+        self._require_writable()
+        with self._lock:
+            meta = self.topic(name)
+            old = meta.partitions
+            updated = TopicMetadata(name, meta.topic_id, total, meta.config)
+            self._open_partitions(updated, range(old, total), updated.log_config)
+            self._write_metadata(updated)
+            self.topics[name] = updated
+            return updated
+
+    def alter_config(self, name: str, config: dict[str, str]) -> TopicMetadata:
+        self._require_writable()
+        with self._lock:
+            meta = self.topic(name)
+            updated = TopicMetadata(name, meta.topic_id, meta.partitions, config)
+            log_config = updated.log_config
+            self._write_metadata(updated)
+            self.topics[name] = updated
+            for partition in range(updated.partitions):
+                self.logs[(name, partition)].config = log_config
+            return updated
+
+    def delete_topic(self, name: str) -> None:
+        self._require_writable()
+        with self._lock:
+            meta = self.topic(name)
+            doomed = []
+            for partition in range(meta.partitions):
+                partition_log = self.logs.pop((name, partition))
+                partition_log.close()
+                target = f"{partition_log.directory}.{uuid.uuid4().hex}{DELETE_SUFFIX}"
+                os.rename(partition_log.directory, target)
+                doomed.append(target)
+            fsync_dir(self.data_dir)
+            os.unlink(self._metadata_path(name))
+            fsync_dir(self._path(METADATA_DIR))
+            del self.topics[name]
+            for target in doomed:
+                shutil.rmtree(target, ignore_errors=True)
+            self.checkpoint()
+
+    def topic(self, name: str) -> TopicMetadata:
+        try:
+            return self.topics[name]
+        except KeyError:
+            raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist") from None
+
+    def get_log(self, topic: str, partition: int) -> PartitionLog:
+        try:
+            return self.logs[(topic, partition)]
+        except KeyError:
+            if topic in self.topics:
+                raise UnknownTopicOrPartitionError(
+                    f"topic {topic!r} has {self.topics[topic].partitions} partition(s); there is no partition {partition}") from None
+            raise UnknownTopicOrPartitionError(f"topic {topic!r} does not exist") from None
+
+    def _metadata_path(self, name: str) -> str:
+        return self._path(METADATA_DIR, f"{name}.json")
+
+    def _write_metadata(self, meta: TopicMetadata) -> None:
+        atomic_write(self._metadata_path(meta.name), json.dumps(meta.to_json(), indent=1, sort_keys=True).encode())
+
+    # ---- checkpoints and shutdown --------------------------------------------------------------
+
+    def _log_start_offset_changed(self, partition_log: PartitionLog) -> None:
+        with self._lock:
+            self._write_log_start_offsets()
+
+    def _write_log_start_offsets(self) -> None:
+        write_checkpoint(self._path(LOG_START_OFFSET_CHECKPOINT),
+                         {key: lg.log_start_offset for key, lg in self.logs.items()})
+
+    def checkpoint(self) -> None:
+        """Write the recovery points and log start offsets of every partition."""
+        if self.read_only:
+            return
+        with self._lock:
+            write_checkpoint(self._path(RECOVERY_POINT_CHECKPOINT),
+                             {key: lg.recovery_point for key, lg in self.logs.items()})
+            self._write_log_start_offsets()
+
+    def close(self) -> None:
+        """Close every log, checkpoint, leave the clean-shutdown marker, release the lock."""
+        with self._lock:
+            for partition_log in self.logs.values():
+                partition_log.close()
+            if not self.read_only:
+                self.checkpoint()
+                atomic_write(self._path(CLEAN_SHUTDOWN_MARKER), b"")
+                if self._dir_lock:
+                    self._dir_lock.release()

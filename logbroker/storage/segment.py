@@ -1,0 +1,371 @@
+"""One log segment: ``<base>.log`` plus its ``.index`` and ``.timeindex`` (FORMAT.md §5-8).
+
+The ``.log`` file is record batches back to back, nothing else: no header, no footer.  The segment's
+base offset is the first offset it may hold and names all three files.
+
+Invariants:
+* batches are whole and checked (CRC, length, magic) before they get here; their offsets increase,
+  and in a log that is not compacted each batch starts where the previous one ended (``strict``);
+* every relative offset fits an int32 (the log rolls before it would not);
+* ``size`` is the byte length of the valid prefix of the file; bytes beyond it (a torn write seen by
+  a read-only open) are never read;
+* a read checks every batch it returns (CRC and offsets) and stops at the first bad one: damaged
+  data raises CorruptRecordError, it is never served.
+
+Only the owner (``writable=True``) changes files.  ``recover()`` rebuilds both indexes from the log
+and truncates at the first invalid byte; a read-only open computes the same valid prefix in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+from dataclasses import dataclass
+
+from ..errors import CorruptRecordError, KafkaStorageError
+from ..records.batch import HEADER_SIZE, BatchHeader, check_batch, decode_records, read_header
+from .files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, offset_file_name, write_all
+from .index import CorruptIndexError, OffsetIndex, TimeIndex
+
+log = logging.getLogger(__name__)
+
+MAX_RELATIVE_OFFSET = 2**31 - 1
+
+
+@dataclass
+class SegmentRecovery:
+    """What recovering one segment found."""
+
+    path: str
+    valid_bytes: int
+    truncated_bytes: int
+    reason: str | None  # why the tail was dropped; None when the whole file was valid
+    batches: int
+
+
+class _FileView:
+    """Read-only bytes of a file: an mmap when non-empty (zero-copy slices for CRC checks)."""
+
+    def __init__(self, fd: int, size: int):
+        self.buf = mmap.mmap(fd, size, prot=mmap.PROT_READ) if size else b""
+
+    def __enter__(self):
+        return self.buf
+
+    def __exit__(self, *exc):
+        if isinstance(self.buf, mmap.mmap):
+            self.buf.close()
+
+
+class LogSegment:
+    def __init__(self, directory: str, base_offset: int, *, index_interval_bytes: int = 4096,
+                 writable: bool = True, strict: bool = True):
+        self.directory = directory
+        self.base_offset = base_offset
+        self.index_interval_bytes = index_interval_bytes
+        self.writable = writable
+        self.strict = strict
+        self.log_path = os.path.join(directory, offset_file_name(base_offset, LOG_SUFFIX))
+        flags = (os.O_RDWR | os.O_CREAT | os.O_APPEND) if writable else os.O_RDONLY
+        self.fd = os.open(self.log_path, flags, 0o644)
+        self.size = os.fstat(self.fd).st_size
+        self.index = OffsetIndex(os.path.join(directory, offset_file_name(base_offset, INDEX_SUFFIX)),
+                                 base_offset, writable=writable)
+        self.time_index = TimeIndex(os.path.join(directory, offset_file_name(base_offset, TIME_INDEX_SUFFIX)),
+                                    base_offset, writable=writable)
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = base_offset - 1
+        self.first_batch_timestamp: int | None = None  # max timestamp of the first batch (segment.ms)
+        self.bytes_since_last_index_entry = 0
+        self.created_ms = int(os.fstat(self.fd).st_mtime * 1000)
+
+    # ---- loading and recovery ----------------------------------------------------------------
+
+    def load(self) -> SegmentRecovery | None:
+        """Open a segment trusted to be intact (before the recovery point, or after a clean shutdown).
+
+        The indexes are sanity-checked and the batches after the last index entry scanned to find the
+        next offset; any failure falls back to ``recover()``, whose result is returned.
+        """
+        try:
+            self.index.load(self.size)
+            position = self.index.last_entry[1]
+            with _FileView(self.fd, self.size) as buf:
+                end, stats = self._scan(buf, position, rebuild=False)
+            if end != self.size:
+                raise CorruptIndexError(f"{self.log_path}: invalid data at byte {end}")
+            self.time_index.load(self.next_offset)
+            if self.time_index.max_timestamp > self.max_timestamp:
+                self.max_timestamp = self.time_index.max_timestamp
+                self.offset_of_max_timestamp = self.time_index.entries()[-1][1]
+            self._read_first_batch_timestamp()
+            return None
+        except (CorruptIndexError, CorruptRecordError) as exc:
+            log.info("rebuilding indexes of %s: %s", self.log_path, exc)
+            return self.recover()
+
+    def recover(self) -> SegmentRecovery:
+        """Validate every batch, rebuild both indexes, truncate at the first invalid byte."""
+        self.index.reset()
+        self.time_index.reset()
+        self.next_offset = self.base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = self.base_offset - 1
+        self.bytes_since_last_index_entry = 0
+        with _FileView(self.fd, self.size) as buf:
+            end, (batches, reason) = self._scan(buf, 0, rebuild=True)
+        truncated = self.size - end
+        if truncated and self.writable:
+            os.ftruncate(self.fd, end)
+            os.fsync(self.fd)
+        self.size = end
+        if self.max_timestamp >= 0:
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+        self.index.rewrite()
+        self.time_index.rewrite()
+        self._read_first_batch_timestamp()
+        return SegmentRecovery(self.log_path, end, truncated, reason, batches)
+
+    def _scan(self, buf, position: int, *, rebuild: bool):
+        """Walk checked batches from ``position``; return (end of the valid prefix, (batches, reason)).
+
+        Updates next_offset and max timestamp; with ``rebuild`` also re-creates index entries using
+        the index.interval.bytes rule, exactly as appends make them.
+        """
+        end = self.size
+        batches = 0
+        reason = None
+        expected = self.base_offset if position == 0 else None
+        while position < end:
+            try:
+                header = check_batch(buf, position, end)
+            except CorruptRecordError as exc:
+                reason = str(exc)
+                break
+            problem = self._offset_problem(header, expected)
+            if problem:
+                reason = f"batch at byte {position}: {problem}"
+                break
+            if rebuild:
+                self._index_batch(header, position)
+            self._track(header)
+            expected = header.next_offset
+            position += header.size
+            batches += 1
+        return position, (batches, reason)
+
+    def _offset_problem(self, header: BatchHeader, expected: int | None) -> str | None:
+        if header.last_offset - self.base_offset > MAX_RELATIVE_OFFSET or header.base_offset < self.base_offset:
+            return f"offsets {header.base_offset}..{header.last_offset} do not belong to segment {self.base_offset}"
+        if expected is not None:
+            if self.strict and header.base_offset != expected:
+                return f"base offset {header.base_offset}, expected {expected}"
+            if header.base_offset < expected:
+                return f"base offset {header.base_offset} goes backwards (expected at least {expected})"
+        return None
+
+    def _index_batch(self, header: BatchHeader, position: int) -> None:
+        if self.bytes_since_last_index_entry > self.index_interval_bytes:
+            self.index.append(header.last_offset, position)
+            self.time_index.maybe_append(max(self.max_timestamp, header.max_timestamp),
+                                         header.last_offset if header.max_timestamp > self.max_timestamp
+                                         else self.offset_of_max_timestamp)
+            self.bytes_since_last_index_entry = 0
+        self.bytes_since_last_index_entry += header.size
+
+    def _track(self, header: BatchHeader) -> None:
+        self.next_offset = header.next_offset
+        if header.max_timestamp > self.max_timestamp:
+            self.max_timestamp = header.max_timestamp
+            self.offset_of_max_timestamp = header.last_offset
+
+    def _read_first_batch_timestamp(self) -> None:
+        if self.size >= HEADER_SIZE:
+            self.first_batch_timestamp = read_header(os.pread(self.fd, HEADER_SIZE, 0)).max_timestamp
+        else:
+            self.first_batch_timestamp = None
+
+    def extend(self) -> None:
+        """Read-only opens: take in the whole batches another process appended since we looked."""
+        file_size = os.fstat(self.fd).st_size
+        if file_size <= self.size:
+            return
+        start, self.size = self.size, file_size
+        with _FileView(self.fd, file_size) as buf:
+            end, _ = self._scan(buf, start, rebuild=True)
+        self.size = end
+        if self.first_batch_timestamp is None:
+            self._read_first_batch_timestamp()
+
+    # ---- appending -------------------------------------------------------------------------
+
+    def append(self, data, first_offset: int, last_offset: int, max_timestamp: int,
+               offset_of_max_timestamp: int) -> int:
+        """Append checked batches with offsets already assigned; return the start position.
+
+        A failed or short write is undone (the file is cut back) and raised as KafkaStorageError,
+        so a full disk never leaves half a batch behind.
+        """
+        position = self.size
+        try:
+            write_all(self.fd, data)
+        except OSError as exc:
+            try:
+                os.ftruncate(self.fd, position)
+            except OSError:
+                pass
+            raise KafkaStorageError(f"cannot append to {self.log_path}: {exc.strerror or exc}") from exc
+        if self.bytes_since_last_index_entry > self.index_interval_bytes:
+            self.index.append(last_offset, position)
+            self.time_index.maybe_append(max(self.max_timestamp, max_timestamp),
+                                         offset_of_max_timestamp if max_timestamp > self.max_timestamp
+                                         else self.offset_of_max_timestamp)
+            self.bytes_since_last_index_entry = 0
+        self.bytes_since_last_index_entry += len(data)
+        if self.first_batch_timestamp is None:
+            self.first_batch_timestamp = max_timestamp
+        self.size = position + len(data)
+        self.next_offset = last_offset + 1
+        if max_timestamp > self.max_timestamp:
+            self.max_timestamp = max_timestamp
+            self.offset_of_max_timestamp = offset_of_max_timestamp
+        return position
+
+    def flush(self) -> None:
+        """fsync the log data (the indexes are a cache and follow lazily)."""
+        os.fsync(self.fd)
+        self.index.write_pending()
+        self.time_index.write_pending()
+
+    def seal(self) -> None:
+        """The segment stops being active: final time-index entry, indexes written and fsynced."""
+        if self.max_timestamp >= 0:
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+        if self.writable:
+            os.fsync(self.fd)
+            self.index.sync()
+            self.time_index.sync()
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def find_position(self, offset: int) -> int:
+        """Position of the batch holding ``offset`` (or of the first batch after it; ``size`` if none)."""
+        _, position = self.index.lookup(offset)
+        end = self.size
+        while position + HEADER_SIZE <= end:
+            header = read_header(os.pread(self.fd, HEADER_SIZE, position))
+            if header.base_offset + header.last_offset_delta >= offset:
+                return position
+            if header.batch_length < HEADER_SIZE - 12:
+                break
+            position += header.batch_length + 12
+        return min(position, end)
+
+    def read(self, offset: int, max_bytes: int, max_offset: int) -> bytes:
+        """Checked batches from the one holding ``offset``, below ``max_offset``, about ``max_bytes`` long.
+
+        Returns at least one whole batch when one exists (even if it is larger than ``max_bytes``, as
+        Kafka does since KIP-74), and never a partial batch.
+        """
+        position = self.find_position(offset)
+        if position >= self.size:
+            return b""
+        want = min(max(max_bytes, HEADER_SIZE), self.size - position)
+        data = os.pread(self.fd, want, position)
+        first = read_header(data) if len(data) >= HEADER_SIZE else None
+        if first is not None and first.batch_length + 12 > len(data) and position + first.batch_length + 12 <= self.size:
+            data = os.pread(self.fd, first.batch_length + 12, position)
+        return self._checked_prefix(data, position, offset, max_offset)
+
+    def _checked_prefix(self, data: bytes, position: int, offset: int, max_offset: int) -> bytes:
+        pos = 0
+        expected = None
+        end = len(data)
+        while pos < end:
+            try:
+                header = check_batch(data, pos, end)
+            except CorruptRecordError as exc:
+                if pos == 0:
+                    raise CorruptRecordError(f"{self.log_path}: {exc} (file position {position + pos})") from None
+                break
+            if header.base_offset >= max_offset:
+                break
+            if expected is None:
+                bad = header.last_offset < offset or (self.strict and header.base_offset > offset)
+            else:
+                bad = header.base_offset != expected if self.strict else header.base_offset < expected
+            if bad:
+                if pos == 0:
+                    raise CorruptRecordError(
+                        f"{self.log_path}: batch at file position {position} holds offsets "
+                        f"{header.base_offset}..{header.last_offset}, which cannot follow; the segment is damaged")
+                break
+            expected = header.next_offset
+            pos += header.size
+        return data[:pos]
+
+    def batches_from(self, position: int = 0):
+        """Yield (position, header, file bytes) for every checked batch from ``position`` (inspection)."""
+        with _FileView(self.fd, self.size) as buf:
+            end = self.size
+            while position < end:
+                header = check_batch(buf, position, end)
+                yield position, header, buf
+                position += header.size
+
+    def find_offset_by_timestamp(self, timestamp: int, start_offset: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record at or after ``start_offset`` with a timestamp
+        >= ``timestamp``; None if this segment has none."""
+        if self.max_timestamp < timestamp:
+            return None
+        position = self.find_position(max(self.time_index.lookup(timestamp), start_offset))
+        end = self.size
+        while position + HEADER_SIZE <= end:
+            header = read_header(os.pread(self.fd, HEADER_SIZE, position))
+            if header.max_timestamp >= timestamp and header.last_offset >= start_offset and not header.is_control:
+                data = os.pread(self.fd, header.size, position)
+                header = check_batch(data)
+                for record in decode_records(data, 0, header):
+                    if record.offset >= start_offset and record.timestamp >= timestamp:
+                        return record.offset, record.timestamp
+            position += header.size
+        return None
+
+    # ---- truncation and lifecycle ------------------------------------------------------------
+
+    def truncate_to(self, offset: int) -> int:
+        """Remove every batch holding an offset >= ``offset`` (a batch goes whole, as in Kafka).
+
+        Returns the number of bytes removed.
+        """
+        position = self.find_position(offset)
+        removed = self.size - position
+        if removed <= 0:
+            return 0
+        os.ftruncate(self.fd, position)
+        self.size = position
+        # the cheapest correct way to get next offset, timestamps and indexes right again
+        self.recover()
+        return removed
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            if self.writable:
+                self.index.write_pending()
+                self.time_index.write_pending()
+            os.close(self.fd)
+            self.fd = -1
+
+    def delete(self) -> None:
+        self.close()
+        for path in (self.log_path, self.index.path, self.time_index.path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    @property
+    def is_empty(self) -> bool:
+        return self.size == 0
