@@ -66,7 +66,11 @@ class TopicMetadata:
 class LogManager:
     """Opens, creates and deletes partition logs under one data directory."""
 
-    def __init__(self, data_dir: str, *, read_only: bool = False, clock=SYSTEM_CLOCK, listen: str | None = None):
+    def __init__(self, data_dir: str, *, read_only: bool = False, clock=SYSTEM_CLOCK, listen: str | None = None,
+                 force_recovery: bool = False):
+        """``force_recovery`` recovers every segment of every partition, as after an unclean shutdown
+        with no checkpoint (``logbroker inspect repair``)."""
+        self.force_recovery = force_recovery and not read_only
         self.data_dir = os.path.abspath(data_dir)
         self.read_only = read_only
         self.clock = clock
@@ -91,16 +95,16 @@ class LogManager:
 
     def _open_all(self) -> None:
         marker = self._path(CLEAN_SHUTDOWN_MARKER)
-        clean = os.path.exists(marker)
+        clean = os.path.exists(marker) and not self.force_recovery
         if not self.read_only:
-            if clean:
+            if os.path.exists(marker):
                 os.unlink(marker)
                 fsync_dir(self.data_dir)
             for name in os.listdir(self.data_dir):
                 if name.endswith(DELETE_SUFFIX) and os.path.isdir(self._path(name)):
                     shutil.rmtree(self._path(name), ignore_errors=True)
         self.clean_start = clean
-        recovery_points = read_checkpoint(self._path(RECOVERY_POINT_CHECKPOINT))
+        recovery_points = {} if self.force_recovery else read_checkpoint(self._path(RECOVERY_POINT_CHECKPOINT))
         start_offsets = read_checkpoint(self._path(LOG_START_OFFSET_CHECKPOINT))
         meta_dir = self._path(METADATA_DIR)
         names = sorted(os.listdir(meta_dir)) if os.path.isdir(meta_dir) else []
