@@ -384,62 +384,85 @@ def decode_records(buf, pos: int = 0, header: BatchHeader | None = None, *, topi
             f"records of the batch at base offset {header.base_offset} run past the end of the batch") from None
 
 
+# _ZIGZAG[raw] decodes a zigzag varint whose raw (7-bit-grouped) value is below 2**14, i.e. every
+# one- and two-byte varint: the hot loop below looks these up instead of calling decode_varint.
+_ZIGZAG = [(raw >> 1) ^ -(raw & 1) for raw in range(1 << 14)]
+
+
 def _decode_records(data: bytes, pos: int, end: int, count: int, base_offset: int, base_timestamp: int,
                     timestamp_type: int, fixed_timestamp, topic, partition) -> list[Record]:
-    # Hot loop: single-byte varints are decoded inline, longer ones through decode_varint.
+    # Hot loop, once per record: one- and two-byte varints are decoded inline through _ZIGZAG,
+    # longer ones through decode_varint.  Bounds: an index past the end raises IndexError (turned
+    # into CorruptRecordError by the caller); slices are checked through record_end.
+    zz = _ZIGZAG
     out: list[Record] = []
     append = out.append
     for _ in range(count):
         b = data[pos]
         if b < 0x80:
-            length = (b >> 1) ^ -(b & 1)
+            length = zz[b]
             pos += 1
+        elif data[pos + 1] < 0x80:
+            length = zz[(b & 0x7F) | (data[pos + 1] << 7)]
+            pos += 2
         else:
             length, pos = decode_varint(data, pos, 5)
         record_end = pos + length
         if length < 6 or record_end > end:
             raise CorruptRecordError(f"record at byte {pos} declares length {length}, which does not fit")
-        pos += 1  # attributes
-        b = data[pos]
+        b = data[pos + 1]  # data[pos] is the record's attributes byte
         if b < 0x80:
-            ts_delta = (b >> 1) ^ -(b & 1)
-            pos += 1
+            ts_delta = zz[b]
+            pos += 2
+        elif data[pos + 2] < 0x80:
+            ts_delta = zz[(b & 0x7F) | (data[pos + 2] << 7)]
+            pos += 3
         else:
-            ts_delta, pos = decode_varint(data, pos, 10)
+            ts_delta, pos = decode_varint(data, pos + 1, 10)
         b = data[pos]
         if b < 0x80:
-            offset_delta = (b >> 1) ^ -(b & 1)
+            offset_delta = zz[b]
             pos += 1
+        elif data[pos + 1] < 0x80:
+            offset_delta = zz[(b & 0x7F) | (data[pos + 1] << 7)]
+            pos += 2
         else:
             offset_delta, pos = decode_varint(data, pos, 5)
         b = data[pos]
-        if b < 0x80:
-            n = (b >> 1) ^ -(b & 1)
+        if b == 1:
+            key = None
             pos += 1
         else:
-            n, pos = decode_varint(data, pos, 5)
-        if n < 0:
-            if n != -1:
+            if b < 0x80:
+                n = zz[b]
+                pos += 1
+            elif data[pos + 1] < 0x80:
+                n = zz[(b & 0x7F) | (data[pos + 1] << 7)]
+                pos += 2
+            else:
+                n, pos = decode_varint(data, pos, 5)
+            if n < 0:
                 raise CorruptRecordError(f"record key length {n} at byte {pos}")
-            key = None
-        else:
             key = data[pos : pos + n]
             pos += n
         b = data[pos]
-        if b < 0x80:
-            n = (b >> 1) ^ -(b & 1)
+        if b == 1:
+            value = None
             pos += 1
         else:
-            n, pos = decode_varint(data, pos, 5)
-        if n < 0:
-            if n != -1:
+            if b < 0x80:
+                n = zz[b]
+                pos += 1
+            elif data[pos + 1] < 0x80:
+                n = zz[(b & 0x7F) | (data[pos + 1] << 7)]
+                pos += 2
+            else:
+                n, pos = decode_varint(data, pos, 5)
+            if n < 0:
                 raise CorruptRecordError(f"record value length {n} at byte {pos}")
-            value = None
-        else:
             value = data[pos : pos + n]
             pos += n
-        b = data[pos]
-        if b == 0:
+        if data[pos] == 0:
             headers = []
             pos += 1
         else:

@@ -257,7 +257,10 @@ class PartitionLog:
                 offset = last + 1
                 count += header.records_count
             last_offset = offset - 1
-            self._maybe_roll(len(data), max_timestamp, last_offset)
+            try:
+                self._maybe_roll(len(data), max_timestamp, last_offset)
+            except OSError as exc:
+                raise KafkaStorageError(f"cannot roll a new segment in {self.directory}: {exc.strerror or exc}") from exc
             self.active_segment.append(data, first_offset, last_offset, max_timestamp, offset_of_max)
             self.log_end_offset = offset
             self._unflushed_messages += count
@@ -515,12 +518,14 @@ class PartitionLog:
         with self._lock:
             if self.closed:
                 return
-            if self.writable:
-                self.active_segment.seal()
-                self.flushed_offset = self.recovery_point = self.log_end_offset
-            for segment in self.segments:
-                segment.close()
-            self.closed = True
+            try:
+                if self.writable:
+                    self.active_segment.seal()
+                    self.flushed_offset = self.recovery_point = self.log_end_offset
+            finally:
+                for segment in self.segments:
+                    segment.close()
+                self.closed = True
         with self._flush_cond:
             self._flush_cond.notify_all()
 

@@ -126,7 +126,10 @@ class LogManager:
                 if report is not None:
                     self.recovery_reports.append(report)
         if not self.read_only:
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except OSError as exc:  # a hint only: a full disk must not stop the broker from serving
+                log.warning("could not write checkpoints in %s: %s", self.data_dir, exc)
 
     # ---- topics ------------------------------------------------------------------------------
 
@@ -239,12 +242,26 @@ class LogManager:
             self._write_log_start_offsets()
 
     def close(self) -> None:
-        """Close every log, checkpoint, leave the clean-shutdown marker, release the lock."""
+        """Close every log, checkpoint, leave the clean-shutdown marker, release the lock.
+
+        If the disk refuses (full, failing), the marker is not written, so the next open recovers
+        from the last good checkpoint instead of trusting files that may be incomplete.
+        """
         with self._lock:
+            clean = True
             for partition_log in self.logs.values():
-                partition_log.close()
-            if not self.read_only:
-                self.checkpoint()
-                atomic_write(self._path(CLEAN_SHUTDOWN_MARKER), b"")
+                try:
+                    partition_log.close()
+                except OSError as exc:
+                    clean = False
+                    log.error("closing %s failed: %s", partition_log.directory, exc)
+            try:
+                if not self.read_only and clean:
+                    self.checkpoint()
+                    atomic_write(self._path(CLEAN_SHUTDOWN_MARKER), b"")
+            except OSError as exc:
+                log.error("could not finish a clean shutdown of %s (%s); the next open will recover",
+                          self.data_dir, exc)
+            finally:
                 if self._dir_lock:
                     self._dir_lock.release()

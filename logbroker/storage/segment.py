@@ -117,9 +117,10 @@ class LogSegment:
         with _FileView(self.fd, self.size) as buf:
             end, (batches, reason) = self._scan(buf, 0, rebuild=True)
         truncated = self.size - end
-        if truncated and self.writable:
-            os.ftruncate(self.fd, end)
-            os.fsync(self.fd)
+        if self.writable:
+            if truncated:
+                os.ftruncate(self.fd, end)
+            os.fsync(self.fd)  # what recovery kept is what later acknowledgements build on
         self.size = end
         if self.max_timestamp >= 0:
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
