@@ -32,7 +32,7 @@ class Consumer:
         self._max_poll_records = max_poll_records
         self._fetch_max_bytes = fetch_max_bytes
         self._positions: dict[TopicPartition, int] = {}
-        self._buffers: dict[TopicPartition, list[Record]] = {}
+        self._buffers: dict[TopicPartition, tuple[list[Record], int]] = {}  # fetched, not yet returned
         self._paused: set[TopicPartition] = set()
         self._next = 0
         self._closed = False
@@ -113,7 +113,7 @@ class Consumer:
     def at_end(self) -> bool:
         """True when every assigned partition has been read up to its high watermark."""
         ends = self.end_offsets()
-        return all(not self._buffers.get(tp) and self.position(*tp) >= end for tp, end in ends.items())
+        return all(tp not in self._buffers and self.position(*tp) >= end for tp, end in ends.items())
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -145,17 +145,21 @@ class Consumer:
         for tp in partitions[start:] + partitions[:start]:
             if len(out) >= limit:
                 break
-            buffered = self._buffers.get(tp) or self._fetch(tp)
-            if not buffered:
-                continue
-            take = buffered[: limit - len(out)]
-            rest = buffered[len(take):]
-            if rest:
-                self._buffers[tp] = rest
+            buffered = self._buffers.pop(tp, None)
+            if buffered is None:
+                records = self._fetch(tp)
+                if not records:
+                    continue
+                buffered = (records, 0)
+            records, index = buffered
+            end = min(len(records), index + limit - len(out))
+            if index == 0 and end == len(records) and not out:
+                out = records
             else:
-                self._buffers.pop(tp, None)
-            out += take
-            self._positions[tp] = take[-1].offset + 1
+                out += records[index:end]
+            if end < len(records):
+                self._buffers[tp] = (records, end)  # an index, not a copy of the rest
+            self._positions[tp] = records[end - 1].offset + 1
         return out
 
     def _fetch(self, tp: TopicPartition) -> list[Record]:

@@ -1,24 +1,27 @@
-"""The embedded Producer: per-partition batching over a Broker, futures per record.
+"""The embedded Producer: per-partition batching over a Broker, a future per record.
 
-``send()`` only appends a tuple to the partition's open batch; a batch is encoded (one
-``encode_batch`` call) and appended to the log when it reaches ``batch_size`` bytes, when it is
-``linger_ms`` old (a background thread checks), on ``flush()`` / ``close()``, or when somebody asks
-one of its futures for its result.  ``result()`` returns once the batch is durable by the topic's
-rule (fsynced, by default), so many batches share one fsync.
+``send()`` only appends the record's fields to its partition's open batch (parallel lists: keys,
+values, headers, timestamps); a batch is encoded (one ``encode_batch_columns`` call) and appended to
+the log when it reaches ``batch_size`` bytes, when it is ``linger_ms`` old (a background thread
+checks), on ``flush()`` / ``close()``, or when somebody asks one of its futures for its result.
+``result()`` returns once the batch is durable by the topic's rule (fsynced, by default), so many
+batches share one fsync; ``flush()`` waits for every batch sent so far.
 
-Keys choose partitions with murmur3 (``mmh3.hash(key) % partitions``, unsigned); keyless records go
+Keys choose partitions with murmur3 (``mmh3.hash(key, 0, False) % partitions``); keyless records go
 round-robin over the partitions.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import NamedTuple
 
 import mmh3
 
+from ..clock import SystemClock
 from ..errors import BrokerClosedError, InvalidRecordError, LogbrokerError, RecordTooLargeError
-from ..records.batch import LOG_APPEND_TIME, encode_batch
+from ..records.batch import encode_batch_columns
 from ..records.compression import codec_from_name
 
 _BATCH_OVERHEAD = 61
@@ -38,14 +41,17 @@ def partition_for_key(key: bytes, partitions: int) -> int:
 
 
 class _Batch:
-    __slots__ = ("topic", "partition", "records", "size", "created", "base_offset", "log_append_time", "error",
-                 "appended", "durable", "producer")
+    __slots__ = ("topic", "partition", "keys", "values", "headers", "timestamps", "size", "created",
+                 "base_offset", "log_append_time", "error", "appended", "durable", "producer")
 
     def __init__(self, producer, topic: str, partition: int, created: float):
         self.producer = producer
         self.topic = topic
         self.partition = partition
-        self.records: list = []
+        self.keys: list | None = None  # None while every key is null
+        self.values: list = []
+        self.headers: list | None = None  # None while no record has headers
+        self.timestamps: list[int] = []
         self.size = _BATCH_OVERHEAD
         self.created = created
         self.base_offset = -1
@@ -55,26 +61,35 @@ class _Batch:
         self.durable = False
 
 
-class SendFuture:
-    """The outcome of one ``send()``: ``result()`` gives RecordMetadata or raises the error."""
+class _TopicState:
+    __slots__ = ("partitions", "max_bytes", "open")
 
-    __slots__ = ("_batch", "_index")
+    def __init__(self, partitions: int, max_bytes: int):
+        self.partitions = partitions
+        self.max_bytes = max_bytes
+        self.open: list[_Batch | None] = [None] * partitions
 
-    def __init__(self, batch: _Batch, index: int):
-        self._batch = batch
-        self._index = index
+
+class SendFuture(tuple):
+    """The outcome of one ``send()``: ``result()`` gives RecordMetadata or raises the error.
+
+    A tuple (batch, index): sending a record creates nothing heavier than this.
+    """
+
+    __slots__ = ()
 
     def done(self) -> bool:
-        return self._batch.durable or self._batch.error is not None
+        batch = self[0]
+        return batch.durable or batch.error is not None
 
     def result(self, timeout: float | None = None) -> RecordMetadata:
-        batch = self._batch
+        batch, index = self
         if not batch.durable and batch.error is None:
             batch.producer._complete(batch)
         if batch.error is not None:
             raise batch.error
-        timestamp = batch.log_append_time if batch.log_append_time >= 0 else batch.records[self._index][3]
-        return RecordMetadata(batch.topic, batch.partition, batch.base_offset + self._index, timestamp)
+        timestamp = batch.log_append_time if batch.log_append_time >= 0 else batch.timestamps[index]
+        return RecordMetadata(batch.topic, batch.partition, batch.base_offset + index, timestamp)
 
     def exception(self) -> BaseException | None:
         try:
@@ -82,6 +97,9 @@ class SendFuture:
         except BaseException as exc:  # noqa: BLE001 - the point is to return it
             return exc
         return None
+
+
+_new_future = tuple.__new__
 
 
 class Producer:
@@ -99,10 +117,12 @@ class Producer:
         self._batch_size = batch_size
         self._codec = codec_from_name(compression)
         self._clock = broker.clock
-        self._open: dict[tuple[str, int], _Batch] = {}
-        self._partitions: dict[str, tuple[int, int]] = {}  # topic -> (count, max batch bytes)
+        # the system clock's milliseconds without two method calls per record
+        self._time_ns = time.time_ns if isinstance(broker.clock, SystemClock) else None
+        self._topics: dict[str, _TopicState] = {}
+        self._unflushed: set[tuple[str, int]] = set()  # partitions appended to since the last flush
         self._round_robin = 0
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._closed = False
         self._wake = threading.Event()
         self._linger_thread = None
@@ -117,21 +137,21 @@ class Producer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _topic_info(self, topic: str) -> tuple[int, int]:
-        info = self._partitions.get(topic)
-        if info is None:
+    def _topic_state(self, topic: str) -> _TopicState:
+        state = self._topics.get(topic)
+        if state is None:
             meta = self._broker.topic(topic)
-            info = (meta.partitions, meta.log_config.max_message_bytes)
-            self._partitions[topic] = info
-        return info
+            state = self._topics[topic] = _TopicState(meta.partitions, meta.log_config.max_message_bytes)
+        return state
 
     def partitions_for(self, topic: str) -> list[int]:
-        return list(range(self._topic_info(topic)[0]))
+        return list(range(self._topic_state(topic).partitions))
 
     def send(self, topic: str, value: bytes | str | None, key: bytes | str | None = None, *,
              headers: dict | list | None = None, partition: int | None = None,
              timestamp: int | None = None) -> SendFuture:
         """Queue one record; return a future for its metadata (topic, partition, offset, timestamp)."""
+        # The hot path of the embedded API: a few list operations per record, nothing more.
         if type(value) is not bytes and value is not None:
             value = _to_bytes(value, "value")
         if type(key) is not bytes and key is not None:
@@ -139,54 +159,68 @@ class Producer:
         if headers:
             headers = _check_headers(headers)
         if timestamp is None:
-            timestamp = self._clock.time_ms()
+            timestamp = self._time_ns() // 1_000_000 if self._time_ns else self._clock.time_ms()
         size = _RECORD_OVERHEAD + (len(value) if value else 0) + (len(key) if key else 0)
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._closed:
                 raise BrokerClosedError("the producer is closed")
-            count, max_bytes = self._topic_info(topic)
+            state = self._topics.get(topic) or self._topic_state(topic)
             if partition is None:
                 if key is not None:
-                    partition = mmh3.hash(key, 0, False) % count
+                    partition = mmh3.hash(key, 0, False) % state.partitions
                 else:
-                    partition = self._round_robin % count
+                    partition = self._round_robin % state.partitions
                     self._round_robin += 1
-            elif not 0 <= partition < count:
-                raise LogbrokerError(f"topic {topic!r} has partitions 0..{count - 1}, not {partition}")
-            if size + _BATCH_OVERHEAD > max_bytes:
-                raise RecordTooLargeError(
-                    f"a record of about {size} bytes cannot fit max.message.bytes={max_bytes} of topic {topic!r}")
-            tp = (topic, partition)
-            batch = self._open.get(tp)
-            if batch is not None and batch.size + size > max_bytes:
-                self._send(batch)
-                batch = None
-            if batch is None:
-                batch = self._open[tp] = _Batch(self, topic, partition, self._clock.monotonic())
-            index = len(batch.records)
-            batch.records.append((key, value, headers, timestamp))
+            elif type(partition) is not int or not 0 <= partition < state.partitions:
+                raise LogbrokerError(f"topic {topic!r} has partitions 0..{state.partitions - 1}, not {partition!r}")
+            batch = state.open[partition]
+            if batch is None or batch.size + size > state.max_bytes:
+                if size + _BATCH_OVERHEAD > state.max_bytes:
+                    raise RecordTooLargeError(
+                        f"a record of about {size} bytes cannot fit max.message.bytes={state.max_bytes} of topic {topic!r}")
+                if batch is not None:
+                    self._send(batch)
+                batch = state.open[partition] = _Batch(self, topic, partition, self._clock.monotonic())
+            values = batch.values
+            index = len(values)
+            values.append(value)
+            batch.timestamps.append(timestamp)
+            if key is not None or batch.keys is not None:
+                if batch.keys is None:
+                    batch.keys = [None] * index
+                batch.keys.append(key)
+            if headers or batch.headers is not None:
+                if batch.headers is None:
+                    batch.headers = [None] * index
+                batch.headers.append(headers or None)
             batch.size += size
             if batch.size >= self._batch_size:
                 self._send(batch)
-        return SendFuture(batch, index)
+        finally:
+            lock.release()
+        return _new_future(SendFuture, (batch, index))
 
     def _send(self, batch: _Batch) -> None:
-        """Encode and append one batch (under the lock); errors land on the batch's futures."""
-        if self._open.get((batch.topic, batch.partition)) is batch:
-            del self._open[(batch.topic, batch.partition)]
+        """Encode and append one batch (lock held); errors land on the batch's futures."""
+        state = self._topics[batch.topic]
+        if state.open[batch.partition] is batch:
+            state.open[batch.partition] = None
         if batch.appended:
             return
         batch.appended = True
         try:
-            data = encode_batch(batch.records, compression_type=self._codec)
+            data = encode_batch_columns(batch.keys, batch.values, batch.headers, batch.timestamps,
+                                        compression_type=self._codec)
             info = self._broker.append(batch.topic, batch.partition, data)
             batch.base_offset = info.base_offset
             batch.log_append_time = info.log_append_time
             if self._acks == 0:
                 batch.durable = True
-        except LogbrokerError as exc:
-            batch.error = exc
-        except OSError as exc:
+            else:
+                self._unflushed.add((batch.topic, batch.partition))
+        except (LogbrokerError, OSError) as exc:
             batch.error = exc
 
     def _complete(self, batch: _Batch) -> None:
@@ -195,29 +229,28 @@ class Producer:
             self._send(batch)
         if batch.error is None and not batch.durable:
             try:
-                self._broker.wait_durable(batch.topic, batch.partition, batch.base_offset + len(batch.records))
+                self._broker.wait_durable(batch.topic, batch.partition, batch.base_offset + len(batch.values))
                 batch.durable = True
             except LogbrokerError as exc:
                 batch.error = exc
 
     def flush(self, timeout: float | None = None) -> None:
-        """Send every open batch and wait until all are durable."""
+        """Send every open batch and wait until everything sent so far is durable."""
         with self._lock:
-            batches = list(self._open.values())
-            for batch in batches:
-                self._send(batch)
-        touched = {(b.topic, b.partition): b for b in batches if b.error is None}
-        for (topic, partition), batch in touched.items():
-            self._complete(batch)
-        if self._acks != 0:
-            for topic, partition in touched:
-                self._broker.wait_durable(topic, partition)
+            for state in self._topics.values():
+                for batch in state.open:
+                    if batch is not None:
+                        self._send(batch)
+            touched, self._unflushed = self._unflushed, set()
+        for topic, partition in touched:
+            self._broker.wait_durable(topic, partition)
 
     def _linger_loop(self) -> None:
         while not self._wake.wait(self._linger):
             now = self._clock.monotonic()
             with self._lock:
-                stale = [b for b in self._open.values() if now - b.created >= self._linger]
+                stale = [b for state in self._topics.values() for b in state.open
+                         if b is not None and now - b.created >= self._linger]
                 for batch in stale:
                     self._send(batch)
             for batch in stale:
@@ -260,4 +293,4 @@ def _check_headers(headers) -> list:
     return out
 
 
-__all__ = ["Producer", "RecordMetadata", "SendFuture", "partition_for_key", "LOG_APPEND_TIME"]
+__all__ = ["Producer", "RecordMetadata", "SendFuture", "partition_for_key"]

@@ -127,7 +127,7 @@ class Record(NamedTuple):
     timestamp_type: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes | None]]
+    headers: tuple[tuple[str, bytes | None], ...]  # (key, value) pairs in order; () when none
 
 
 _new_record = tuple.__new__
@@ -334,14 +334,70 @@ def encode_batch(
     if max_timestamp is None:
         max_timestamp = max(timestamps)
     body = encode_records(records, base_timestamp, offset_deltas)
+    if last_offset_delta is None:
+        last_offset_delta = len(records) - 1 if offset_deltas is None else offset_deltas[-1]
+    return _assemble(body, len(records), last_offset_delta, base_timestamp, max_timestamp, base_offset=base_offset,
+                     compression_type=compression_type, timestamp_type=timestamp_type, producer_id=producer_id,
+                     producer_epoch=producer_epoch, base_sequence=base_sequence,
+                     partition_leader_epoch=partition_leader_epoch, transactional=transactional, control=control)
+
+
+def encode_batch_columns(keys: list, values: list, headers: list | None, timestamps: list[int], *,
+                         compression_type: int = compression.NONE, producer_id: int = NO_PRODUCER_ID,
+                         producer_epoch: int = -1, base_sequence: int = -1) -> bytes:
+    """Build one batch from parallel lists (what the Producer accumulates).
+
+    ``keys`` may be None for "every key is null", ``headers`` None for "no record has headers":
+    those batches take a faster loop.
+    """
+    if not values:
+        raise InvalidRecordError("a batch needs at least one record")
+    base_timestamp = timestamps[0]
+    if keys is None and headers is None:
+        body = _encode_values_only(values, timestamps, base_timestamp)
+    else:
+        n = len(values)
+        body = encode_records(list(zip(keys or [None] * n, values, headers or [None] * n, timestamps)),
+                              base_timestamp)
+    return _assemble(body, len(values), len(values) - 1, base_timestamp, max(timestamps),
+                     compression_type=compression_type, producer_id=producer_id, producer_epoch=producer_epoch,
+                     base_sequence=base_sequence)
+
+
+def _encode_values_only(values: list, timestamps: list[int], base_timestamp: int) -> bytes:
+    """Records with null keys and no headers: the common case, in as few operations as possible."""
+    table = _SMALL_TABLE
+    small = SMALL
+    parts: list[bytes] = []
+    append = parts.append
+    delta = 0
+    for value, timestamp in zip(values, timestamps):
+        ts_delta = timestamp - base_timestamp
+        ts_part = table[ts_delta + small] if -small <= ts_delta < small else encode_varint(ts_delta)
+        offset_part = table[delta + small] if delta < small else encode_varint(delta)
+        if value is None:
+            body = b"".join((b"\x00", ts_part, offset_part, b"\x01\x01\x00"))
+        else:
+            n = len(value)
+            body = b"".join((b"\x00", ts_part, offset_part, b"\x01",
+                             table[n + small] if n < small else encode_varint(n), value, b"\x00"))
+        n = len(body)
+        append(table[n + small] if n < small else encode_varint(n))
+        append(body)
+        delta += 1
+    return b"".join(parts)
+
+
+def _assemble(body: bytes, count: int, last_offset_delta: int, base_timestamp: int, max_timestamp: int, *,
+              base_offset: int = 0, compression_type: int = compression.NONE, timestamp_type: int = CREATE_TIME,
+              producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1, base_sequence: int = -1,
+              partition_leader_epoch: int = 0, transactional: bool = False, control: bool = False) -> bytes:
     if compression_type != compression.NONE:
         body = compression.compress(compression_type, body)
     attributes = (compression_type | (ATTR_TIMESTAMP_TYPE if timestamp_type == LOG_APPEND_TIME else 0)
                   | (ATTR_TRANSACTIONAL if transactional else 0) | (ATTR_CONTROL if control else 0))
-    if last_offset_delta is None:
-        last_offset_delta = len(records) - 1 if offset_deltas is None else offset_deltas[-1]
     tail = _AFTER_CRC.pack(attributes, last_offset_delta, base_timestamp, max_timestamp,
-                           producer_id, producer_epoch, base_sequence, len(records)) + body
+                           producer_id, producer_epoch, base_sequence, count) + body
     head = struct.pack(">qiibI", base_offset, len(tail) + 9, partition_leader_epoch, MAGIC, crc32c(tail))
     return head + tail
 
@@ -387,6 +443,8 @@ def decode_records(buf, pos: int = 0, header: BatchHeader | None = None, *, topi
 # _ZIGZAG[raw] decodes a zigzag varint whose raw (7-bit-grouped) value is below 2**14, i.e. every
 # one- and two-byte varint: the hot loop below looks these up instead of calling decode_varint.
 _ZIGZAG = [(raw >> 1) ^ -(raw & 1) for raw in range(1 << 14)]
+# Records without headers share one empty tuple: no second GC-tracked object per record.
+_NO_HEADERS = ()
 
 
 def _decode_records(data: bytes, pos: int, end: int, count: int, base_offset: int, base_timestamp: int,
@@ -441,10 +499,13 @@ def _decode_records(data: bytes, pos: int, end: int, count: int, base_offset: in
                 pos += 2
             else:
                 n, pos = decode_varint(data, pos, 5)
-            if n < 0:
+            if n >= 0:
+                key = data[pos : pos + n]
+                pos += n
+            elif n == -1:  # a zero-padded -1, e.g. 81 00: Kafka reads it as null too
+                key = None
+            else:
                 raise CorruptRecordError(f"record key length {n} at byte {pos}")
-            key = data[pos : pos + n]
-            pos += n
         b = data[pos]
         if b == 1:
             value = None
@@ -458,12 +519,15 @@ def _decode_records(data: bytes, pos: int, end: int, count: int, base_offset: in
                 pos += 2
             else:
                 n, pos = decode_varint(data, pos, 5)
-            if n < 0:
+            if n >= 0:
+                value = data[pos : pos + n]
+                pos += n
+            elif n == -1:  # a zero-padded -1, e.g. 81 00: Kafka reads it as null too
+                value = None
+            else:
                 raise CorruptRecordError(f"record value length {n} at byte {pos}")
-            value = data[pos : pos + n]
-            pos += n
         if data[pos] == 0:
-            headers = []
+            headers = _NO_HEADERS
             pos += 1
         else:
             headers, pos = _decode_headers(data, pos)
@@ -501,7 +565,7 @@ def _decode_headers(data: bytes, pos: int) -> tuple[list, int]:
             hvalue = data[pos : pos + n]
             pos += n
         headers.append((hkey, hvalue))
-    return headers, pos
+    return tuple(headers), pos
 
 
 def decode_all(buf, *, topic: str | None = None, partition: int = -1, skip_control: bool = True) -> list[Record]:

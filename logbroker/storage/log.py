@@ -322,7 +322,8 @@ class PartitionLog:
             with self._lock:
                 target = self.log_end_offset
                 segment = self.active_segment
-            segment.flush()
+                segment.write_index_entries()
+            segment.fsync()
             flushed = target
         except OSError as exc:
             raise KafkaStorageError(f"fsync of {segment.log_path} failed: {exc.strerror or exc}") from exc
@@ -338,7 +339,8 @@ class PartitionLog:
     flush = wait_durable
 
     def _flush_locked(self) -> None:
-        self.active_segment.flush()
+        self.active_segment.write_index_entries()
+        self.active_segment.fsync()
         with self._flush_cond:
             self.flushed_offset = self.log_end_offset
             self._unflushed_messages = 0

@@ -234,11 +234,17 @@ class LogSegment:
             self.offset_of_max_timestamp = offset_of_max_timestamp
         return position
 
-    def flush(self) -> None:
-        """fsync the log data (the indexes are a cache and follow lazily)."""
-        os.fsync(self.fd)
+    def write_index_entries(self) -> None:
+        """Write the index entries made since the last call (no fsync: the indexes are a cache).
+
+        Called with the log's lock held, so entries reach the files in order.
+        """
         self.index.write_pending()
         self.time_index.write_pending()
+
+    def fsync(self) -> None:
+        """fsync the log data; safe to run while other threads append."""
+        os.fsync(self.fd)
 
     def seal(self) -> None:
         """The segment stops being active: final time-index entry, indexes written and fsynced."""
