@@ -72,6 +72,18 @@ def write_all(fd: int, data) -> None:
         view = view[written:]
 
 
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
+
+def writev_all(fd: int, pieces: list, size: int) -> None:
+    """Write ``pieces`` (buffers adding up to ``size`` bytes) with one writev when the kernel allows."""
+    if len(pieces) > _IOV_MAX:
+        pieces = [b"".join(pieces)]
+    written = os.writev(fd, pieces)
+    if written < size:  # a short write (signal, nearly full disk): finish the rest plainly
+        write_all(fd, memoryview(b"".join(pieces))[written:])
+
+
 def write_checkpoint(path: str, entries: dict[tuple[str, int], int]) -> None:
     lines = ["0", str(len(entries))]
     lines += [f"{topic} {partition} {offset}" for (topic, partition), offset in sorted(entries.items())]

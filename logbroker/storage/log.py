@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import threading
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from .files import (CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SW
 from .segment import LogSegment, SegmentRecovery
 
 log = logging.getLogger(__name__)
+
+_pack_offset = struct.Struct(">q").pack
 
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
@@ -236,9 +239,13 @@ class PartitionLog:
             raise ReadOnlyError(f"{self.directory} was opened read-only")
         if batches is None:
             batches = validate_produced(records, max_message_bytes=self.config.max_message_bytes)
-        data = bytearray(records)
+        # The batches go to the file as they came, except for their first 8 bytes (the base offset,
+        # outside the CRC): one os.writev of [offset, rest of batch, ...], no copy of the data.
+        # LogAppendTime changes bytes under the CRC, so those batches are copied and re-checksummed.
+        view = memoryview(records)
         now = self.clock.time_ms()
         log_append_time = self.config.log_append_time
+        pieces = []
         with self._lock:
             if self.closed:
                 raise KafkaStorageError(f"{self.directory} is closed")
@@ -246,11 +253,17 @@ class PartitionLog:
             max_timestamp, offset_of_max = -1, offset
             count = 0
             for pos, header in batches:
-                set_base_offset(data, pos, offset)
-                timestamp = header.max_timestamp
+                end = pos + header.batch_length + 12
                 if log_append_time:
-                    set_log_append_time(data, pos, header, now)
+                    batch = bytearray(view[pos:end])
+                    set_base_offset(batch, 0, offset)
+                    set_log_append_time(batch, 0, header, now)
+                    pieces.append(batch)
                     timestamp = now
+                else:
+                    pieces.append(_pack_offset(offset))
+                    pieces.append(view[pos + 8 : end])
+                    timestamp = header.max_timestamp
                 last = offset + header.last_offset_delta
                 if timestamp > max_timestamp:
                     max_timestamp, offset_of_max = timestamp, last
@@ -258,10 +271,10 @@ class PartitionLog:
                 count += header.records_count
             last_offset = offset - 1
             try:
-                self._maybe_roll(len(data), max_timestamp, last_offset)
+                self._maybe_roll(len(view), max_timestamp, last_offset)
             except OSError as exc:
                 raise KafkaStorageError(f"cannot roll a new segment in {self.directory}: {exc.strerror or exc}") from exc
-            self.active_segment.append(data, first_offset, last_offset, max_timestamp, offset_of_max)
+            self.active_segment.append(pieces, len(view), last_offset, max_timestamp, offset_of_max)
             self.log_end_offset = offset
             self._unflushed_messages += count
             if not self.config.sync_on_append and (

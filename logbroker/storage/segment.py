@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ..errors import CorruptRecordError, KafkaStorageError
 from ..records.batch import HEADER_SIZE, BatchHeader, check_batch, decode_records, read_header
-from .files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, offset_file_name, write_all
+from .files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, offset_file_name, writev_all
 from .index import CorruptIndexError, OffsetIndex, TimeIndex
 
 log = logging.getLogger(__name__)
@@ -202,16 +202,16 @@ class LogSegment:
 
     # ---- appending -------------------------------------------------------------------------
 
-    def append(self, data, first_offset: int, last_offset: int, max_timestamp: int,
+    def append(self, pieces: list, size: int, last_offset: int, max_timestamp: int,
                offset_of_max_timestamp: int) -> int:
-        """Append checked batches with offsets already assigned; return the start position.
+        """Append checked batches (offsets assigned), given as buffers that add up to ``size`` bytes.
 
-        A failed or short write is undone (the file is cut back) and raised as KafkaStorageError,
-        so a full disk never leaves half a batch behind.
+        Returns the start position.  A failed or short write is undone (the file is cut back) and
+        raised as KafkaStorageError, so a full disk never leaves half a batch behind.
         """
         position = self.size
         try:
-            write_all(self.fd, data)
+            writev_all(self.fd, pieces, size)
         except OSError as exc:
             try:
                 os.ftruncate(self.fd, position)
@@ -224,10 +224,10 @@ class LogSegment:
                                          offset_of_max_timestamp if max_timestamp > self.max_timestamp
                                          else self.offset_of_max_timestamp)
             self.bytes_since_last_index_entry = 0
-        self.bytes_since_last_index_entry += len(data)
+        self.bytes_since_last_index_entry += size
         if self.first_batch_timestamp is None:
             self.first_batch_timestamp = max_timestamp
-        self.size = position + len(data)
+        self.size = position + size
         self.next_offset = last_offset + 1
         if max_timestamp > self.max_timestamp:
             self.max_timestamp = max_timestamp
