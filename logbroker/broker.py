@@ -40,6 +40,9 @@ class Broker:
         self._retention_check_interval_ms = retention_check_interval_ms
         self._last_retention_check_ms = clock.time_ms()
         self._stop = threading.Event()
+        self._flush_requests: set[PartitionLog] = set()
+        self._flush_cond = threading.Condition()
+        self._flusher: threading.Thread | None = None
         self._housekeeper = None
         if housekeeping and not self.read_only:
             self._housekeeper = threading.Thread(target=self._housekeeping_loop, name="logbroker-housekeeping",
@@ -170,11 +173,45 @@ class Broker:
             self._notify_data()
 
     def produce(self, topic: str, partition: int, records: bytes, *, acks: int | str = -1) -> AppendInfo:
-        """Append and, unless ``acks=0``, return only once the topic's durability rule holds."""
+        """Append and, unless ``acks=0``, return only once the topic's durability rule holds.
+
+        With ``acks=0`` the append is fsynced soon by the broker's flusher thread (group commit),
+        so the records become visible to consumers without anyone waiting.
+        """
         info = self.append(topic, partition, records)
-        if acks not in (0, "0"):
+        if acks in (0, "0"):
+            self.flush_soon(topic, partition)
+        else:
             self.wait_durable(topic, partition, info.last_offset + 1)
         return info
+
+    def flush_soon(self, topic: str, partition: int) -> None:
+        """Ask the flusher thread to fsync the partition (nobody waits for it)."""
+        partition_log = self.log(topic, partition)
+        if not partition_log.config.sync_on_append:
+            return
+        with self._flush_cond:
+            self._flush_requests.add(partition_log)
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flusher_loop, name="logbroker-flusher", daemon=True)
+                self._flusher.start()
+            self._flush_cond.notify()
+
+    def _flusher_loop(self) -> None:
+        while True:
+            with self._flush_cond:
+                while not self._flush_requests and not self._stop.is_set():
+                    self._flush_cond.wait()
+                if not self._flush_requests:
+                    return
+                logs, self._flush_requests = self._flush_requests, set()
+            for partition_log in logs:
+                try:
+                    if not partition_log.closed:
+                        partition_log.wait_durable()
+                except Exception:  # the next request retries; appends report disk errors themselves
+                    log.exception("background flush of %s failed", partition_log.directory)
+            self._notify_data()
 
     def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 1 << 20) -> ReadInfo:
         """Raw batches from ``offset`` (the batch holding it first) up to about ``max_bytes``."""
@@ -249,6 +286,10 @@ class Broker:
         self._stop.set()
         if self._housekeeper is not None:
             self._housekeeper.join()
+        with self._flush_cond:
+            self._flush_cond.notify_all()
+        if self._flusher is not None:
+            self._flusher.join()
         self._closed = True
         self._manager.close()
         self._notify_data()

@@ -195,6 +195,7 @@ def verify_partition(directory: str, *, compacted: bool = False) -> list[Problem
 
 def _verify_indexes(directory: str, base: int, batch_starts: dict[int, BatchHeader], next_offset: int) -> list[Problem]:
     problems = []
+    last_offsets = {h.last_offset for h in batch_starts.values()}
     index_path = os.path.join(directory, f"{base:020d}{INDEX_SUFFIX}")
     if os.path.exists(index_path):
         size = os.path.getsize(index_path)
@@ -208,9 +209,12 @@ def _verify_indexes(directory: str, base: int, batch_starts: dict[int, BatchHead
                 problems.append(Problem(index_path, i * 8, f"entry (offset {offset}, position {position}) does not increase"))
             elif header is None:
                 problems.append(Problem(index_path, i * 8, f"entry (offset {offset}, position {position}) does not point at a batch"))
-            elif not header.base_offset <= offset < next_offset:
-                problems.append(Problem(index_path, i * 8, f"entry offset {offset} does not match the batch at position "
-                                                           f"{position} (offsets {header.base_offset}..{header.last_offset})"))
+            elif not header.base_offset <= offset < next_offset or offset not in last_offsets:
+                # Kafka's rule: an entry names the last offset of an appended chunk (one or more
+                # batches) and the position where that chunk starts
+                problems.append(Problem(index_path, i * 8, f"entry offset {offset} does not end a batch at or after "
+                                                           f"position {position} (that batch holds offsets "
+                                                           f"{header.base_offset}..{header.last_offset})"))
             last = (rel, position)
     time_path = os.path.join(directory, f"{base:020d}{TIME_INDEX_SUFFIX}")
     if os.path.exists(time_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 import time
 
 import click
@@ -134,7 +135,7 @@ def consume(settings, topic: str, start: str, partition: int | None, count: int 
         for p in partitions:
             consumer.seek(topic, p, _start_offset(broker, topic, p, start_at))
         printed = 0
-        out = click.get_text_stream("stdout")
+        out = sys.stdout
         while count is None or printed < count:
             records = consumer.poll(timeout=0.0 if exit_at_end else 0.5,
                                     max_records=None if count is None else count - printed)

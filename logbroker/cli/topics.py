@@ -48,10 +48,11 @@ def create(settings, name: str, partitions: int, configs: tuple[str, ...], if_no
     Example:
         logbroker topic create orders -p 3 -c cleanup.policy=compact
     """
+    config = parse_configs(configs)
     with settings.open_broker() as broker:
         if if_not_exists and name in broker.list_topics():
             return
-        meta = broker.create_topic(name, partitions=partitions, config=parse_configs(configs))
+        meta = broker.create_topic(name, partitions=partitions, config=config)
     click.echo(f"Created topic {meta.name} with {meta.partitions} partition(s).")
 
 
@@ -117,8 +118,9 @@ def alter(settings, name: str, configs: tuple[str, ...], deletes: tuple[str, ...
     """
     if not configs and not deletes:
         raise click.UsageError("nothing to change: give -c KEY=VALUE and/or -d KEY")
+    config = parse_configs(configs)
     with settings.open_broker() as broker:
-        overrides = broker.alter_topic_config(name, set=parse_configs(configs), delete=list(deletes))
+        overrides = broker.alter_topic_config(name, set=config, delete=list(deletes))
     shown = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
     click.echo(f"Updated topic {name}: {shown or '(defaults)'}")
 

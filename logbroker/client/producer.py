@@ -120,7 +120,7 @@ class Producer:
         # the system clock's milliseconds without two method calls per record
         self._time_ns = time.time_ns if isinstance(broker.clock, SystemClock) else None
         self._topics: dict[str, _TopicState] = {}
-        self._unflushed: set[tuple[str, int]] = set()  # partitions appended to since the last flush
+        self._in_flight: dict[tuple[str, int], list[_Batch]] = {}  # appended, durability not yet waited for
         self._round_robin = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -217,9 +217,10 @@ class Producer:
             batch.base_offset = info.base_offset
             batch.log_append_time = info.log_append_time
             if self._acks == 0:
-                batch.durable = True
+                batch.durable = True  # nobody waits; the broker fsyncs it soon all the same
+                self._broker.flush_soon(batch.topic, batch.partition)
             else:
-                self._unflushed.add((batch.topic, batch.partition))
+                self._in_flight.setdefault((batch.topic, batch.partition), []).append(batch)
         except (LogbrokerError, OSError) as exc:
             batch.error = exc
 
@@ -241,9 +242,16 @@ class Producer:
                 for batch in state.open:
                     if batch is not None:
                         self._send(batch)
-            touched, self._unflushed = self._unflushed, set()
-        for topic, partition in touched:
-            self._broker.wait_durable(topic, partition)
+            in_flight, self._in_flight = self._in_flight, {}
+        for (topic, partition), batches in in_flight.items():
+            try:
+                self._broker.wait_durable(topic, partition)
+            except LogbrokerError as exc:
+                for batch in batches:
+                    batch.error = batch.error or exc
+                raise
+            for batch in batches:
+                batch.durable = True
 
     def _linger_loop(self) -> None:
         while not self._wake.wait(self._linger):

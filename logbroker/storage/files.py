@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -51,7 +52,8 @@ def fsync_dir(path: str) -> None:
 def atomic_write(path: str, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole."""
     directory = os.path.dirname(path) or "."
-    tmp = f"{path}{TMP_SUFFIX}"
+    # a short temporary name: the target's own name may already be near the 255-byte limit
+    tmp = os.path.join(directory, f".{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         write_all(fd, data)

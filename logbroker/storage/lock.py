@@ -60,7 +60,7 @@ class DataDirLock:
             where = f", serving on {owner['listen']}" if owner.get("listen") else ""
             raise DataDirLockedError(
                 f"data directory {self.data_dir} is in use by process {pid or '(unknown pid)'}{where}; "
-                f"stop it first, or point this command at it with --bootstrap",
+                f"stop that process first (read-only commands such as consume work meanwhile)",
                 owner_pid=int(pid) if pid and pid.isdigit() else None, listen=owner.get("listen")) from None
         self.fd = fd
         self.update(listen=listen)

@@ -27,7 +27,7 @@ import uuid
 
 from ..clock import SYSTEM_CLOCK
 from ..config import LogConfig, validate_topic_name
-from ..errors import ReadOnlyError, UnknownTopicOrPartitionError
+from ..errors import KafkaStorageError, ReadOnlyError, UnknownTopicOrPartitionError
 from .files import atomic_write, fsync_dir, read_checkpoint, write_checkpoint
 from .lock import DataDirLock
 from .log import PartitionLog, RecoveryReport, partition_dir_name
@@ -142,21 +142,25 @@ class LogManager:
         with self._lock:
             meta = TopicMetadata(name, uuid.uuid4().hex, partitions, config)
             log_config = meta.log_config
-            self._write_metadata(meta)
-            self.topics[name] = meta
-            self._open_partitions(meta, range(partitions), log_config)
-            fsync_dir(self.data_dir)
+            try:
+                self._write_metadata(meta)
+                self.topics[name] = meta
+                self._open_partitions(meta, range(partitions), log_config)
+                fsync_dir(self.data_dir)
+            except OSError as exc:
+                raise KafkaStorageError(f"cannot create topic {name!r}: {exc.strerror or exc}") from exc
             return meta
 
-    def _open_partitions(self, meta: TopicMetadata, partitions, log_config: LogConfig) -> None:
+    def _open_partitions(self, meta: TopicMetadata, partitions, log_config: LogConfig, *, fresh: bool = True) -> None:
         for partition in partitions:
             directory = self._path(partition_dir_name(meta.name, partition))
-            if os.path.exists(directory):  # left over from a crash in a delete: start clean
+            if fresh and os.path.exists(directory):  # left over from a crash in a delete: start clean
                 shutil.rmtree(directory)
             partition_log, _ = PartitionLog.open(
                 directory, meta.name, partition, log_config, clock=self.clock,
                 on_log_start_offset_change=self._log_start_offset_changed)
-            partition_log.write_partition_metadata(meta.topic_id)
+            if fresh:
+                partition_log.write_partition_metadata(meta.topic_id)
             self.logs[(meta.name, partition)] = partition_log
 
     def add_partitions(self, name: str, total: int) -> TopicMetadata:
@@ -183,21 +187,34 @@ class LogManager:
             return updated
 
     def delete_topic(self, name: str) -> None:
+        """Close the partitions, rename their directories aside, remove the metadata (the commit
+        point), then delete the data.  If a rename fails, everything is put back and reopened, and
+        KafkaStorageError is raised."""
         self._require_writable()
         with self._lock:
             meta = self.topic(name)
-            doomed = []
             for partition in range(meta.partitions):
-                partition_log = self.logs.pop((name, partition))
-                partition_log.close()
-                target = f"{partition_log.directory}.{uuid.uuid4().hex}{DELETE_SUFFIX}"
-                os.rename(partition_log.directory, target)
-                doomed.append(target)
-            fsync_dir(self.data_dir)
-            os.unlink(self._metadata_path(name))
-            fsync_dir(self._path(METADATA_DIR))
+                self.logs[(name, partition)].close()
+            renamed: list[tuple[str, str]] = []
+            try:
+                for partition in range(meta.partitions):
+                    directory = self.logs[(name, partition)].directory
+                    # a short name: topic names may be 249 characters, file names only 255
+                    target = self._path(f"{uuid.uuid4().hex}{DELETE_SUFFIX}")
+                    os.rename(directory, target)
+                    renamed.append((directory, target))
+                fsync_dir(self.data_dir)
+                os.unlink(self._metadata_path(name))
+                fsync_dir(self._path(METADATA_DIR))
+            except OSError as exc:
+                for directory, target in reversed(renamed):
+                    os.rename(target, directory)
+                self._open_partitions(meta, range(meta.partitions), meta.log_config, fresh=False)
+                raise KafkaStorageError(f"cannot delete topic {name!r}: {exc.strerror or exc}") from exc
             del self.topics[name]
-            for target in doomed:
+            for partition in range(meta.partitions):
+                del self.logs[(name, partition)]
+            for _, target in renamed:
                 shutil.rmtree(target, ignore_errors=True)
             self.checkpoint()
 
