@@ -501,7 +501,7 @@ class PartitionLog:
         """Swap a rewritten (compacted) ``.log`` file in for ``old``; indexes are rebuilt."""
         with self._lock:
             i = self.segments.index(old)
-            old.close()
+            old.release()  # readers holding it keep reading the old (unlinked) file
             os.replace(new_log_path, old.log_path)
             fsync_dir(self.directory)
             segment = self._new_segment(old.base_offset)

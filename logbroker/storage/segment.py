@@ -366,12 +366,25 @@ class LogSegment:
             self.fd = -1
 
     def delete(self) -> None:
-        self.close()
+        """Unlink the segment's files.  The log file stays open until the last reference goes:
+        a reader in another thread that still holds this segment finishes its read safely."""
+        self.writable = False
         for path in (self.log_path, self.index.path, self.time_index.path):
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+    def release(self) -> None:
+        """Drop a segment replaced by a rewritten file: pending index entries are discarded (the
+        new segment rebuilt its own) and the descriptor closes with the last reference."""
+        self.writable = False
+        self.index.writable = self.time_index.writable = False
+
+    def __del__(self) -> None:
+        fd = getattr(self, "fd", -1)
+        if fd >= 0:
+            os.close(fd)
 
     @property
     def is_empty(self) -> bool:
