@@ -219,7 +219,7 @@ class Broker:
             raise InvalidRequestError(f"max_bytes must be >= 0, got {max_bytes}")
         partition_log = self.log(topic, partition)
         if self.read_only:
-            partition_log.refresh()
+            self._manager.refresh_log(partition_log)
         return partition_log.read(offset, max_bytes)
 
     def list_offsets(self, topic: str, partition: int, timestamp: int) -> tuple[int, int] | None:
@@ -227,7 +227,7 @@ class Broker:
         whose timestamp is >= ``timestamp``, or None when there is none."""
         partition_log = self.log(topic, partition)
         if self.read_only:
-            partition_log.refresh()
+            self._manager.refresh_log(partition_log)
         return partition_log.offset_for_timestamp(timestamp)
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:

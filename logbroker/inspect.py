@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from .config import LogConfig
-from .errors import CorruptRecordError
+from .errors import CorruptRecordError, LogbrokerError
 from .records.batch import (CONTROL_TYPES, HEADER_SIZE, BatchHeader, IncompleteBatchError, check_batch,
                             decode_records, describe_control_record)
 from .records.compression import CODEC_NAMES
@@ -144,7 +144,7 @@ def _topic_configs(data_dir: str) -> dict[str, LogConfig]:
                     with open(os.path.join(meta_dir, name), encoding="utf-8") as fh:
                         meta = json.load(fh)
                     configs[meta["name"]] = LogConfig.from_overrides(meta.get("config", {}))
-                except (OSError, ValueError, KeyError) as exc:
+                except (OSError, ValueError, KeyError, LogbrokerError) as exc:
                     configs[name[:-5]] = exc
     return configs
 

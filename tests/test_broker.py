@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pathlib
@@ -88,7 +89,8 @@ def test_second_writer_is_refused_and_named(path):
 def test_create_list_describe(broker, path):
     meta = broker.create_topic("orders", partitions=3, config={"retention.ms": 1000})
     assert (meta.name, meta.partitions, meta.config) == ("orders", 3, {"retention.ms": "1000"})
-    assert len(meta.topic_id) == 32 and int(meta.topic_id, 16) >= 0
+    # Kafka writes topic ids as URL-safe base64 of 16 bytes, without padding
+    assert len(base64.urlsafe_b64decode(meta.topic_id + "==")) == 16 and len(meta.topic_id) == 22
     broker.create_topic("alpha")
     assert broker.list_topics() == ["alpha", "orders"]
     assert broker.partition_count("orders") == 3

@@ -156,11 +156,14 @@ class Producer:
             value = _to_bytes(value, "value")
         if type(key) is not bytes and key is not None:
             key = _to_bytes(key, "key")
+        size = _RECORD_OVERHEAD + (len(value) if value else 0) + (len(key) if key else 0)
         if headers:
             headers = _check_headers(headers)
+            size += sum(len(k) + (len(v) if v else 0) + 10 for k, v in headers)
         if timestamp is None:
             timestamp = self._time_ns() // 1_000_000 if self._time_ns else self._clock.time_ms()
-        size = _RECORD_OVERHEAD + (len(value) if value else 0) + (len(key) if key else 0)
+        elif type(timestamp) is not int or not 0 <= timestamp < 2**63:
+            raise InvalidRecordError(f"timestamp must be milliseconds since the epoch (an int >= 0), not {timestamp!r}")
         lock = self._lock
         lock.acquire()
         try:
@@ -176,6 +179,9 @@ class Producer:
             elif type(partition) is not int or not 0 <= partition < state.partitions:
                 raise LogbrokerError(f"topic {topic!r} has partitions 0..{state.partitions - 1}, not {partition!r}")
             batch = state.open[partition]
+            if batch is not None and abs(timestamp - batch.timestamps[0]) >= 2**62:
+                self._send(batch)  # timestamp deltas are varlongs; keep them far from overflowing
+                batch = None
             if batch is None or batch.size + size > state.max_bytes:
                 if size + _BATCH_OVERHEAD > state.max_bytes:
                     raise RecordTooLargeError(
@@ -221,7 +227,7 @@ class Producer:
                 self._broker.flush_soon(batch.topic, batch.partition)
             else:
                 self._in_flight.setdefault((batch.topic, batch.partition), []).append(batch)
-        except (LogbrokerError, OSError) as exc:
+        except Exception as exc:  # whatever it is, it belongs to this batch's futures
             batch.error = exc
 
     def _complete(self, batch: _Batch) -> None:
@@ -255,27 +261,32 @@ class Producer:
 
     def _linger_loop(self) -> None:
         while not self._wake.wait(self._linger):
-            now = self._clock.monotonic()
-            with self._lock:
-                stale = [b for state in self._topics.values() for b in state.open
-                         if b is not None and now - b.created >= self._linger]
-                for batch in stale:
-                    self._send(batch)
+            try:
+                self._send_stale()
+            except Exception:  # keep lingering; the batches carry their own errors
+                pass
+
+    def _send_stale(self) -> None:
+        """Send the batches older than linger_ms and wait for their durability."""
+        now = self._clock.monotonic()
+        with self._lock:
+            stale = [b for state in self._topics.values() for b in state.open
+                     if b is not None and now - b.created >= self._linger]
             for batch in stale:
-                if batch.error is None and self._acks != 0:
-                    try:
-                        self._complete(batch)
-                    except (LogbrokerError, OSError):
-                        pass
+                self._send(batch)
+        for batch in stale:
+            if batch.error is None and self._acks != 0:
+                self._complete(batch)
 
     def close(self) -> None:
         """Flush, stop the linger thread; later sends raise BrokerClosedError."""
-        if self._closed:
-            return
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True  # under the lock: no send() slips in after the final flush
         try:
             self.flush()
         finally:
-            self._closed = True
             self._wake.set()
             if self._linger_thread is not None:
                 self._linger_thread.join()

@@ -1,20 +1,27 @@
 """Log compaction (``cleanup.policy=compact``): keep the latest record per key, never move offsets.
 
-The cleaner reads every record once to build "key -> offset of its latest record", then rewrites
-each inactive segment keeping only records that are the latest for their key (records without a key
-are kept).  A kept record keeps its offset and timestamp: rewritten batches keep their base offset,
-producer fields, codec and timestamp type, and their last offset delta (so the batch still ends at
-the same offset, as Kafka's cleaner does), with gaps where records were removed.  Tombstones (null
-values) are kept while the segment that holds them is younger than ``delete.retention.ms``; older
-tombstones go too.  The active segment is never rewritten.
+Segments below the partition's *cleaner offset* have been compacted before (the "clean" section);
+inactive segments from there up to the active segment are the "dirty" section.  A pass starts when
+dirty bytes make up ``min.cleanable.dirty.ratio`` of the inactive bytes.  It reads the dirty
+section once to build "key -> offset of its latest record", then rewrites every inactive segment
+keeping a record when it has no key or when no later record has its key (``latest.get(key, -1) <=
+offset``: the clean section already holds one record per key).  Kept records keep their offsets
+and timestamps: rewritten batches keep their base offset, producer fields, codec, timestamp type and
+last offset delta (so a batch still ends where it did, as in Kafka), with gaps where records went.
+Tombstones (null values) stay while their segment is younger than ``delete.retention.ms``.  The
+active segment is never read for the map nor rewritten, so nothing above the high watermark (not
+yet acknowledged) can displace an acknowledged record.  Afterwards the cleaner offset moves to the
+active segment's base and is checkpointed (``cleaner-offset-checkpoint``).
 
-Crash safety: a segment is rewritten into ``<base>.log.cleaned``, fsynced, then renamed over the
-original (atomic); a leftover ``.cleaned`` file is deleted on the next open.
+Crash safety: a segment is rewritten into ``<base>.log.<random>.cleaned``, fsynced, then renamed
+over the original after the old indexes are removed (see ``PartitionLog.replace_segment``); a
+leftover ``.cleaned`` file is deleted on the next open.  One pass at a time per log.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 
 from ..records.batch import decode_records, encode_batch
@@ -30,9 +37,17 @@ class CleanerStats:
     bytes_after: int
 
 
-def _latest_offsets(partition_log) -> dict[bytes, int]:
+def dirty_ratio(partition_log) -> float:
+    """Bytes of inactive segments at or above the cleaner offset, over all inactive bytes."""
+    inactive = partition_log.segments[:-1]
+    total = sum(s.size for s in inactive)
+    dirty = sum(s.size for s in inactive if s.base_offset >= partition_log.cleaner_offset)
+    return dirty / total if total else 0.0
+
+
+def _latest_offsets(segments) -> dict[bytes, int]:
     latest: dict[bytes, int] = {}
-    for segment in list(partition_log.segments):
+    for segment in segments:
         for position, header, buf in segment.batches_from(0):
             if header.is_control:
                 continue
@@ -42,22 +57,28 @@ def _latest_offsets(partition_log) -> dict[bytes, int]:
     return latest
 
 
-def dirty_ratio(partition_log) -> float:
-    """Share of bytes in inactive segments (everything is dirty: we keep no cleaner checkpoint)."""
-    total = partition_log.size_bytes
-    return (total - partition_log.active_segment.size) / total if total else 0.0
-
-
 def compact_log(partition_log, now_ms: int, *, force: bool = False) -> CleanerStats | None:
-    """Compact every inactive segment of ``partition_log``; None when there was nothing to do."""
-    if len(partition_log.segments) < 2:
+    """Compact the inactive segments of ``partition_log``; None when there was nothing to do."""
+    if not partition_log._cleaner_lock.acquire(blocking=False):
+        return None  # a pass is already running
+    try:
+        return _compact(partition_log, now_ms, force)
+    finally:
+        partition_log._cleaner_lock.release()
+
+
+def _compact(partition_log, now_ms: int, force: bool) -> CleanerStats | None:
+    segments = partition_log.segments
+    if len(segments) < 2:
         return None
+    inactive = segments[:-1]
+    active_base = segments[-1].base_offset
     if not force and dirty_ratio(partition_log) < partition_log.config.min_cleanable_dirty_ratio:
         return None
-    latest = _latest_offsets(partition_log)
+    latest = _latest_offsets([s for s in inactive if s.base_offset >= partition_log.cleaner_offset])
     horizon = now_ms - partition_log.config.delete_retention_ms
     stats = CleanerStats(0, 0, 0, 0, 0)
-    for segment in list(partition_log.segments[:-1]):
+    for segment in inactive:
         drop_tombstones = 0 <= segment.max_timestamp < horizon
         out = []
         removed = 0
@@ -68,7 +89,7 @@ def compact_log(partition_log, now_ms: int, *, force: bool = False) -> CleanerSt
             records = decode_records(buf, position, header)
             stats.records_read += len(records)
             kept = [r for r in records
-                    if r.key is None or (latest.get(r.key) == r.offset and not (drop_tombstones and r.value is None))]
+                    if r.key is None or (latest.get(r.key, -1) <= r.offset and not (drop_tombstones and r.value is None))]
             removed += len(records) - len(kept)
             if len(kept) == len(records):
                 out.append(bytes(buf[position : position + header.size]))
@@ -89,12 +110,17 @@ def compact_log(partition_log, now_ms: int, *, force: bool = False) -> CleanerSt
         stats.records_removed += removed
         stats.bytes_before += segment.size
         stats.bytes_after += len(data)
-        cleaned_path = segment.log_path + CLEANED_SUFFIX
+        cleaned_path = f"{segment.log_path}.{uuid.uuid4().hex[:8]}{CLEANED_SUFFIX}"
         fd = os.open(cleaned_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
+        # the cleaner offset first: the rewritten segment may now have gaps, and must be opened as such
+        if partition_log.cleaner_offset < active_base:
+            partition_log.set_cleaner_offset(active_base)
         partition_log.replace_segment(segment, cleaned_path)
+    if partition_log.cleaner_offset < active_base:
+        partition_log.set_cleaner_offset(active_base)
     return stats if stats.segments_cleaned else None

@@ -17,12 +17,15 @@ damaged index of any other segment, which is then rebuilt from its log too.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from array import array
 from bisect import bisect_right
 
-from .files import write_all
+from .files import atomic_write, write_all
+
+log = logging.getLogger(__name__)
 
 _OFFSET_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
@@ -76,13 +79,13 @@ class _Index:
         self._pending.clear()
         if not self.writable:
             return
-        data = self.to_bytes()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            atomic_write(self.path, self.to_bytes())  # a crash leaves the old file or the new, whole
+        except OSError as exc:
+            # The in-memory index serves this run; the file, now stale, goes (unlinking needs no
+            # space) so that the next open rebuilds it instead of trusting it.
+            log.warning("cannot write %s (%s); it will be rebuilt on the next open", self.path, exc)
+            self.delete()
 
     def delete(self) -> None:
         try:
@@ -172,13 +175,14 @@ class TimeIndex(_Index):
     def load(self, next_offset: int) -> None:
         data = self._load_bytes()
         timestamps, offsets = array("q"), array("i")
-        last_ts = None
+        last_ts, last_rel = None, -1
         for ts, rel in _TIME_ENTRY.iter_unpack(data):
-            if (last_ts is not None and ts <= last_ts) or rel < 0 or self.base_offset + rel >= max(next_offset, self.base_offset + 1):
+            if ((last_ts is not None and ts <= last_ts) or rel < max(last_rel, 0)
+                    or self.base_offset + rel >= max(next_offset, self.base_offset + 1)):
                 raise CorruptIndexError(f"{self.path}: entry ({ts}, {rel}) is out of order or out of range")
             timestamps.append(ts)
             offsets.append(rel)
-            last_ts = ts
+            last_ts, last_rel = ts, rel
         self.timestamps, self.relative_offsets = timestamps, offsets
 
     def maybe_append(self, timestamp: int, offset: int) -> None:

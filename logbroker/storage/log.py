@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from ..clock import SYSTEM_CLOCK
 from ..config import LogConfig
-from ..errors import KafkaStorageError, OffsetOutOfRangeError, ReadOnlyError
+from ..errors import CorruptRecordError, InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError, ReadOnlyError
 from ..records.batch import set_base_offset, set_log_append_time, validate_produced
 from .files import (CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX, TIME_INDEX_SUFFIX,
                     TMP_SUFFIX, atomic_write, fsync_dir, parse_offset_file_name)
@@ -93,15 +93,18 @@ class PartitionLog:
     """The segments of one partition.  Thread-safe: appends serialise on a lock, reads do not block."""
 
     def __init__(self, directory: str, topic: str, partition: int, config: LogConfig, *, clock=SYSTEM_CLOCK,
-                 writable: bool = True, on_log_start_offset_change=None):
+                 writable: bool = True, on_checkpoint_change=None):
         self.directory = directory
         self.topic = topic
         self.partition = partition
         self.config = config
         self.clock = clock
         self.writable = writable
-        self.segments: list[LogSegment] = []
-        self._base_offsets: list[int] = []
+        # (segments, their base offsets), replaced whole in one assignment so that a reader on another
+        # thread always sees a matching pair
+        self._view: tuple[tuple[LogSegment, ...], tuple[int, ...]] = ((), ())
+        self.cleaner_offset = 0  # segments below it were compacted: gaps between offsets are normal
+        self.failed: str | None = None  # set when an fsync failed: nothing more is acknowledged
         self.log_start_offset = 0
         self.log_end_offset = 0
         self.recovery_point = 0
@@ -111,23 +114,35 @@ class PartitionLog:
         self._flushing = False
         self._unflushed_messages = 0
         self._last_flush_ms = clock.time_ms()
-        self._on_log_start_offset_change = on_log_start_offset_change
+        self._on_checkpoint_change = on_checkpoint_change
+        self._cleaner_lock = threading.Lock()
         self.closed = False
+
+    @property
+    def segments(self) -> tuple[LogSegment, ...]:
+        return self._view[0]
+
+    def _publish(self, segments) -> None:
+        segments = tuple(segments)
+        self._view = (segments, tuple(s.base_offset for s in segments))
 
     # ---- opening -----------------------------------------------------------------------------
 
     @classmethod
     def open(cls, directory: str, topic: str, partition: int, config: LogConfig, *, clock=SYSTEM_CLOCK,
              writable: bool = True, clean: bool = True, recovery_point: int = 0, log_start_offset: int = 0,
-             on_log_start_offset_change=None) -> tuple["PartitionLog", RecoveryReport | None]:
+             cleaner_offset: int = 0, on_checkpoint_change=None) -> tuple["PartitionLog", RecoveryReport | None]:
         """Open (creating if needed) the log in ``directory``; recover it when ``clean`` is False.
 
-        Returns the log and, when anything had to be recovered, a RecoveryReport.
+        ``on_checkpoint_change(log)`` is called when the log start offset or the cleaner offset
+        moved, to persist them.  Returns the log and, when anything had to be recovered, a
+        RecoveryReport.
         """
         if writable:
             os.makedirs(directory, exist_ok=True)
         self = cls(directory, topic, partition, config, clock=clock, writable=writable,
-                   on_log_start_offset_change=on_log_start_offset_change)
+                   on_checkpoint_change=on_checkpoint_change)
+        self.cleaner_offset = cleaner_offset
         report = self._load(clean=clean, recovery_point=recovery_point)
         self.log_start_offset = max(log_start_offset, self.segments[0].base_offset)
         if self.log_start_offset > self.log_end_offset:
@@ -162,7 +177,7 @@ class PartitionLog:
 
     def _new_segment(self, base_offset: int) -> LogSegment:
         return LogSegment(self.directory, base_offset, index_interval_bytes=self.config.index_interval_bytes,
-                          writable=self.writable, strict=not self.config.compact)
+                          writable=self.writable, strict=base_offset >= self.cleaner_offset)
 
     def _load(self, *, clean: bool, recovery_point: int) -> RecoveryReport | None:
         bases = self._tidy()
@@ -172,37 +187,59 @@ class PartitionLog:
             bases = [0]
         report = RecoveryReport(self.topic, self.partition)
         recover_from = bases[max(0, bisect_right(bases, recovery_point) - 1)] if not clean else None
-        truncated = False
-        for base in bases:
-            if truncated:
-                report.deleted_segments.append(self._drop_file_set(base))
-                continue
+        segments: list[LogSegment] = []
+        doomed: list[int] = []
+        for i, base in enumerate(bases):
             segment = self._new_segment(base)
-            result: SegmentRecovery | None
+            problem = self._gap_before(segments, segment)
+            if problem:
+                segment.close()
+                report.reason = problem
+                doomed = bases[i:]
+                break
             if recover_from is not None and base >= recover_from:
                 result = segment.recover()
                 report.segments_recovered += 1
             else:
                 result = segment.load()
+            if segments and segment.is_empty and segment.base_offset < segments[-1].next_offset:
+                segment.delete() if self.writable else segment.close()
+                continue
+            segments.append(segment)
             if result is not None and result.truncated_bytes:
-                truncated = True
                 report.truncated_bytes += result.truncated_bytes
                 report.truncated_at = (result.path, result.valid_bytes)
                 report.reason = result.reason
-            if self.segments and segment.is_empty and segment.base_offset < self.segments[-1].next_offset:
-                segment.delete() if self.writable else segment.close()
-                continue
-            self.segments.append(segment)
-        self._base_offsets = [s.base_offset for s in self.segments]
+                doomed = bases[i + 1:]
+                break
+        # nothing after a damaged byte is trusted; newest first, so a crash midway leaves no gap
+        for base in reversed(doomed):
+            report.deleted_segments.insert(0, self._drop_file_set(base))
+        self._publish(segments)
         self.log_end_offset = self._compute_log_end_offset()
         report.log_end_offset = self.log_end_offset
-        if truncated:
+        if report.dropped_anything:
             if self.writable:
                 fsync_dir(self.directory)
             log.warning("recovery of %s dropped data: %s", self.directory, report.describe())
         elif report.segments_recovered:
             log.info("recovered %s: %s", self.directory, report.describe())
         return report if (report.segments_recovered or report.dropped_anything) else None
+
+    @staticmethod
+    def _gap_before(segments: list[LogSegment], segment: LogSegment) -> str | None:
+        """Why ``segment`` cannot follow the segments before it (None when it can)."""
+        if not segments or segments[-1].is_empty:
+            return None
+        previous_end = segments[-1].next_offset
+        # a compacted (non-strict) segment may have lost its last records: a gap after it is normal
+        if segments[-1].strict and segment.base_offset != previous_end:
+            return (f"segment {segment.log_path} starts at offset {segment.base_offset} but the previous "
+                    f"segment ends at offset {previous_end - 1}")
+        if segment.base_offset < previous_end:
+            return (f"segment {segment.log_path} starts at offset {segment.base_offset}, inside the previous "
+                    f"segment (which ends at offset {previous_end - 1})")
+        return None
 
     def _compute_log_end_offset(self) -> int:
         for segment in reversed(self.segments):
@@ -211,12 +248,15 @@ class PartitionLog:
         return self.segments[-1].base_offset
 
     def _drop_file_set(self, base: int) -> str:
-        segment = self._new_segment(base)
-        path = segment.log_path
+        from .files import offset_file_name
+
+        path = os.path.join(self.directory, offset_file_name(base, LOG_SUFFIX))
         if self.writable:
-            segment.delete()
-        else:
-            segment.close()
+            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                try:
+                    os.unlink(os.path.join(self.directory, offset_file_name(base, suffix)))
+                except FileNotFoundError:
+                    pass
         return path
 
     # ---- appending ---------------------------------------------------------------------------
@@ -247,8 +287,8 @@ class PartitionLog:
         log_append_time = self.config.log_append_time
         pieces = []
         with self._lock:
-            if self.closed:
-                raise KafkaStorageError(f"{self.directory} is closed")
+            if self.closed or self.failed:
+                raise KafkaStorageError(self.failed or f"{self.directory} is closed")
             first_offset = offset = self.log_end_offset
             max_timestamp, offset_of_max = -1, offset
             count = 0
@@ -270,6 +310,9 @@ class PartitionLog:
                 offset = last + 1
                 count += header.records_count
             last_offset = offset - 1
+            if last_offset - first_offset > 2**31 - 1:
+                raise InvalidRecordError(
+                    f"the batches of one append span {last_offset - first_offset + 1} offsets; at most 2**31 fit a segment")
             try:
                 self._maybe_roll(len(view), max_timestamp, last_offset)
             except OSError as exc:
@@ -304,8 +347,7 @@ class PartitionLog:
         old.seal()  # fsyncs the log and its indexes: everything below the new base is durable
         segment = self._new_segment(self.log_end_offset)
         fsync_dir(self.directory)
-        self.segments = self.segments + [segment]
-        self._base_offsets = self._base_offsets + [segment.base_offset]
+        self._publish(self.segments + (segment,))
         with self._flush_cond:
             self.flushed_offset = max(self.flushed_offset, self.log_end_offset)
             self._flush_cond.notify_all()
@@ -323,6 +365,8 @@ class PartitionLog:
             offset = self.log_end_offset
         with self._flush_cond:
             while self.flushed_offset < offset:
+                if self.failed:
+                    raise KafkaStorageError(self.failed)
                 if self._flushing:
                     self._flush_cond.wait()
                     continue
@@ -339,7 +383,11 @@ class PartitionLog:
             segment.fsync()
             flushed = target
         except OSError as exc:
-            raise KafkaStorageError(f"fsync of {segment.log_path} failed: {exc.strerror or exc}") from exc
+            # After a failed fsync the kernel may have dropped the dirty pages and a later fsync may
+            # "succeed": nothing written since the last good fsync can be acknowledged, ever.
+            self.failed = (f"fsync of {segment.log_path} failed ({exc.strerror or exc}); this partition "
+                           f"acknowledges nothing more until the broker restarts and recovers it")
+            raise KafkaStorageError(self.failed) from exc
         finally:
             with self._flush_cond:
                 self._flushing = False
@@ -353,7 +401,11 @@ class PartitionLog:
 
     def _flush_locked(self) -> None:
         self.active_segment.write_index_entries()
-        self.active_segment.fsync()
+        try:
+            self.active_segment.fsync()
+        except OSError as exc:
+            self.failed = f"fsync of {self.active_segment.log_path} failed ({exc.strerror or exc})"
+            raise KafkaStorageError(self.failed) from exc
         with self._flush_cond:
             self.flushed_offset = self.log_end_offset
             self._unflushed_messages = 0
@@ -374,37 +426,52 @@ class PartitionLog:
         """
         high_watermark = self.high_watermark
         limit = high_watermark if max_offset is None else min(max_offset, high_watermark)
-        segments, bases = self.segments, self._base_offsets
+        segments, bases = self._view
         if offset < self.log_start_offset or offset > high_watermark:
             raise OffsetOutOfRangeError(
                 f"offset {offset} is outside [{self.log_start_offset}, {high_watermark}] of {self.topic}-{self.partition}")
         i = max(0, bisect_right(bases, offset) - 1)
         data = b""
         while offset < limit and i < len(segments):
-            data = segments[i].read(offset, max_bytes, limit)
+            segment = segments[i]
+            data = segment.read(offset, max_bytes, limit)
             if data:
                 break
+            if segment.strict and offset < segment.next_offset:
+                raise CorruptRecordError(
+                    f"{segment.log_path}: nothing readable at offset {offset}, below the segment's end "
+                    f"{segment.next_offset}; the segment is damaged")
+            if (segment.strict and i + 1 < len(segments) and not segment.is_empty
+                    and segments[i + 1].base_offset != segment.next_offset):
+                raise CorruptRecordError(
+                    f"offsets {segment.next_offset}..{segments[i + 1].base_offset - 1} of "
+                    f"{self.topic}-{self.partition} are missing between {segment.log_path} and the next segment")
             i += 1  # the offset sits past this segment's data (a gap left by compaction)
             if i < len(segments):
                 offset = max(offset, segments[i].base_offset)
         return ReadInfo(data, high_watermark, self.log_start_offset, self.log_end_offset)
 
-    def refresh(self) -> None:
-        """Read-only opens: catch up with appends and new segments written by the owning process."""
+    def refresh(self, log_start_offset: int | None = None) -> None:
+        """Read-only opens: catch up with the owning process: its appends, new segments, segments
+        its retention deleted and (when given, from its checkpoint) its log start offset."""
         if self.writable:
             return
         with self._lock:
-            known = self.segments[-1].base_offset
-            for base in self._tidy():
+            present = set(self._tidy())
+            segments = [s for s in self.segments if s.base_offset in present] or list(self.segments[-1:])
+            known = segments[-1].base_offset
+            for base in sorted(present):
                 if base > known:
                     segment = self._new_segment(base)
                     segment.size = 0  # extend() below scans it from the start
-                    self.segments.append(segment)
-                    self._base_offsets.append(base)
-            for segment in self.segments:
+                    segments.append(segment)
+            for segment in segments:
                 if segment.base_offset >= known:
                     segment.extend()
+            self._publish(segments)
             self.log_end_offset = self.flushed_offset = self._compute_log_end_offset()
+            start = max(self.log_start_offset, segments[0].base_offset, log_start_offset or 0)
+            self.log_start_offset = min(start, self.log_end_offset)
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """Kafka's ListOffsets: -2 earliest, -1 latest, else the first offset with a timestamp >= it."""
@@ -439,17 +506,26 @@ class PartitionLog:
 
     def _set_log_start_offset(self, offset: int) -> None:
         self.log_start_offset = offset
-        if self._on_log_start_offset_change is not None:
-            self._on_log_start_offset_change(self)
+        if self._on_checkpoint_change is not None:
+            self._on_checkpoint_change(self)
+
+    def set_cleaner_offset(self, offset: int) -> None:
+        """Segments below ``offset`` are compacted (their offsets may have gaps); persisted at once."""
+        self.cleaner_offset = offset
+        if self._on_checkpoint_change is not None:
+            self._on_checkpoint_change(self)
 
     def apply_retention(self, now_ms: int | None = None) -> list[int]:
         """Delete whole old segments by ``retention.ms`` and ``retention.bytes``; return their base offsets."""
-        if not self.writable or not self.config.delete:
+        if not self.writable:
             return []
         now_ms = self.clock.time_ms() if now_ms is None else now_ms
         retention_ms, retention_bytes = self.config.retention_ms, self.config.retention_bytes
         with self._lock:
-            deleted = []
+            # segments left wholly below the log start (by delete_records) go under any policy
+            deleted = self._delete_segments(lambda s, nxt: nxt is not None and nxt <= self.log_start_offset)
+            if not self.config.delete:
+                return deleted
             if retention_ms >= 0:
                 deleted += self._delete_segments(
                     lambda s, nxt: nxt is not None and s.max_timestamp >= 0 and now_ms - s.max_timestamp > retention_ms)
@@ -471,8 +547,7 @@ class PartitionLog:
         deleted = []
         while len(self.segments) > 1 and predicate(self.segments[0], self.segments[1].base_offset):
             segment = self.segments[0]
-            self.segments = self.segments[1:]
-            self._base_offsets = self._base_offsets[1:]
+            self._publish(self.segments[1:])
             if self.segments[0].base_offset > self.log_start_offset:
                 self._set_log_start_offset(self.segments[0].base_offset)
             segment.delete()
@@ -488,8 +563,7 @@ class PartitionLog:
                 return
             while len(self.segments) > 1 and self.segments[-1].base_offset >= offset:
                 self.segments[-1].delete()
-                self.segments = self.segments[:-1]
-                self._base_offsets = self._base_offsets[:-1]
+                self._publish(self.segments[:-1])
             self.active_segment.truncate_to(offset)
             self.log_end_offset = self._compute_log_end_offset()
             self.flushed_offset = min(self.flushed_offset, self.log_end_offset)
@@ -500,18 +574,34 @@ class PartitionLog:
     def replace_segment(self, old: LogSegment, new_log_path: str) -> LogSegment:
         """Swap a rewritten (compacted) ``.log`` file in for ``old``; indexes are rebuilt."""
         with self._lock:
+            if old not in self.segments:  # retention removed it meanwhile
+                os.unlink(new_log_path)
+                return old
             i = self.segments.index(old)
             old.release()  # readers holding it keep reading the old (unlinked) file
+            # the old indexes describe the old layout: gone before the new file takes the name, so a
+            # crash in between finds a log without indexes and rebuilds them
+            old.index.delete()
+            old.time_index.delete()
+            fsync_dir(self.directory)
             os.replace(new_log_path, old.log_path)
             fsync_dir(self.directory)
             segment = self._new_segment(old.base_offset)
             segment.recover()
             segments = list(self.segments)
             segments[i] = segment
-            self.segments = segments
+            self._publish(segments)
             return segment
 
     # ---- housekeeping ------------------------------------------------------------------------
+
+    def set_config(self, config: LogConfig) -> None:
+        """Apply altered topic config.  Moving to fsync-on-append first fsyncs what is already
+        visible, so the high watermark never goes backwards."""
+        with self._lock:
+            if self.writable and config.sync_on_append and not self.config.sync_on_append:
+                self._flush_locked()
+            self.config = config
 
     @property
     def size_bytes(self) -> int:

@@ -6,7 +6,8 @@ Layout of ``<data>/``::
     .kafka_cleanshutdown                present only after a clean shutdown (skips recovery)
     recovery-point-offset-checkpoint    Kafka's text format: "0", count, "topic partition offset"
     log-start-offset-checkpoint         same format
-    .metadata/topics/<name>.json        {"name", "topic_id" (hex of 16 random bytes), "partitions", "config"}
+    cleaner-offset-checkpoint           same format: below it a compacted log may have offset gaps
+    .metadata/topics/<name>.json        {"name", "topic_id" (16 random bytes, base64url), "partitions", "config"}
     <topic>-<partition>/                one PartitionLog each (log.py)
 
 Invariants: topic metadata is written atomically (temp file, fsync, rename, fsync directory) before
@@ -18,6 +19,7 @@ close, after the checkpoints.  Topic names reaching this module were validated b
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -27,7 +29,7 @@ import uuid
 
 from ..clock import SYSTEM_CLOCK
 from ..config import LogConfig, validate_topic_name
-from ..errors import KafkaStorageError, ReadOnlyError, UnknownTopicOrPartitionError
+from ..errors import KafkaStorageError, OffsetOutOfRangeError, ReadOnlyError, UnknownTopicOrPartitionError
 from .files import atomic_write, fsync_dir, read_checkpoint, write_checkpoint
 from .lock import DataDirLock
 from .log import PartitionLog, RecoveryReport, partition_dir_name
@@ -37,8 +39,14 @@ log = logging.getLogger(__name__)
 CLEAN_SHUTDOWN_MARKER = ".kafka_cleanshutdown"
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
+CLEANER_OFFSET_CHECKPOINT = "cleaner-offset-checkpoint"
 METADATA_DIR = os.path.join(".metadata", "topics")
 DELETE_SUFFIX = "-delete"
+
+
+def new_topic_id() -> str:
+    """A random 16-byte topic id, written as Kafka writes Uuids: URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 class TopicMetadata:
@@ -78,6 +86,9 @@ class LogManager:
         self.logs: dict[tuple[str, int], PartitionLog] = {}
         self.recovery_reports: list[RecoveryReport] = []
         self._lock = threading.RLock()
+        # guards only the checkpoint files; never held while taking a partition's lock (a partition
+        # calls back into _checkpoint_changed with its own lock held)
+        self._checkpoint_lock = threading.Lock()
         self._dir_lock = None
         if not read_only:
             os.makedirs(os.path.join(self.data_dir, METADATA_DIR), exist_ok=True)
@@ -95,7 +106,9 @@ class LogManager:
 
     def _open_all(self) -> None:
         marker = self._path(CLEAN_SHUTDOWN_MARKER)
-        clean = os.path.exists(marker) and not self.force_recovery
+        # A read-only open never recovers (it may sit next to a running owner, whose tail is in
+        # motion): it loads every segment as trusted, which still checks indexes and each tail.
+        clean = (os.path.exists(marker) or self.read_only) and not self.force_recovery
         if not self.read_only:
             if os.path.exists(marker):
                 os.unlink(marker)
@@ -106,6 +119,7 @@ class LogManager:
         self.clean_start = clean
         recovery_points = {} if self.force_recovery else read_checkpoint(self._path(RECOVERY_POINT_CHECKPOINT))
         start_offsets = read_checkpoint(self._path(LOG_START_OFFSET_CHECKPOINT))
+        cleaner_offsets = read_checkpoint(self._path(CLEANER_OFFSET_CHECKPOINT))
         meta_dir = self._path(METADATA_DIR)
         names = sorted(os.listdir(meta_dir)) if os.path.isdir(meta_dir) else []
         for name in names:
@@ -117,11 +131,21 @@ class LogManager:
             config = meta.log_config
             for partition in range(meta.partitions):
                 key = (meta.name, partition)
-                partition_log, report = PartitionLog.open(
-                    self._path(partition_dir_name(meta.name, partition)), meta.name, partition, config,
-                    clock=self.clock, writable=not self.read_only, clean=clean,
-                    recovery_point=recovery_points.get(key, 0), log_start_offset=start_offsets.get(key, 0),
-                    on_log_start_offset_change=self._log_start_offset_changed)
+                try:
+                    partition_log, report = PartitionLog.open(
+                        self._path(partition_dir_name(meta.name, partition)), meta.name, partition, config,
+                        clock=self.clock, writable=not self.read_only, clean=clean,
+                        recovery_point=recovery_points.get(key, 0), log_start_offset=start_offsets.get(key, 0),
+                        cleaner_offset=cleaner_offsets.get(key, 0), on_checkpoint_change=self._checkpoint_changed)
+                except OffsetOutOfRangeError as exc:
+                    if not self.read_only:
+                        raise
+                    # the owner is still creating it (or it was damaged): read what is there
+                    log.warning("skipping %s-%d: %s", meta.name, partition, exc)
+                    continue
+                except OSError as exc:
+                    raise KafkaStorageError(
+                        f"cannot open partition {meta.name}-{partition} in {self.data_dir}: {exc.strerror or exc}") from exc
                 self.logs[key] = partition_log
                 if report is not None:
                     self.recovery_reports.append(report)
@@ -131,6 +155,11 @@ class LogManager:
             except OSError as exc:  # a hint only: a full disk must not stop the broker from serving
                 log.warning("could not write checkpoints in %s: %s", self.data_dir, exc)
 
+    def refresh_log(self, partition_log: PartitionLog) -> None:
+        """Read-only opens: catch ``partition_log`` up with the owner, log start offset included."""
+        starts = read_checkpoint(self._path(LOG_START_OFFSET_CHECKPOINT))
+        partition_log.refresh(starts.get((partition_log.topic, partition_log.partition)))
+
     # ---- topics ------------------------------------------------------------------------------
 
     def _require_writable(self) -> None:
@@ -138,17 +167,24 @@ class LogManager:
             raise ReadOnlyError(f"{self.data_dir} was opened read-only")
 
     def create_topic(self, name: str, partitions: int, config: dict[str, str]) -> TopicMetadata:
+        """Create the partition directories, then write the metadata (the commit point); on any
+        failure remove what was made and raise KafkaStorageError."""
         self._require_writable()
         with self._lock:
-            meta = TopicMetadata(name, uuid.uuid4().hex, partitions, config)
+            meta = TopicMetadata(name, new_topic_id(), partitions, config)
             log_config = meta.log_config
             try:
-                self._write_metadata(meta)
-                self.topics[name] = meta
                 self._open_partitions(meta, range(partitions), log_config)
                 fsync_dir(self.data_dir)
+                self._write_metadata(meta)
             except OSError as exc:
+                for partition in range(partitions):
+                    partition_log = self.logs.pop((name, partition), None)
+                    if partition_log is not None:
+                        partition_log.delete()
+                    shutil.rmtree(self._path(partition_dir_name(name, partition)), ignore_errors=True)
                 raise KafkaStorageError(f"cannot create topic {name!r}: {exc.strerror or exc}") from exc
+            self.topics[name] = meta
             return meta
 
     def _open_partitions(self, meta: TopicMetadata, partitions, log_config: LogConfig, *, fresh: bool = True) -> None:
@@ -158,7 +194,7 @@ class LogManager:
                 shutil.rmtree(directory)
             partition_log, _ = PartitionLog.open(
                 directory, meta.name, partition, log_config, clock=self.clock,
-                on_log_start_offset_change=self._log_start_offset_changed)
+                on_checkpoint_change=self._checkpoint_changed)
             if fresh:
                 partition_log.write_partition_metadata(meta.topic_id)
             self.logs[(meta.name, partition)] = partition_log
@@ -183,7 +219,7 @@ class LogManager:
             self._write_metadata(updated)
             self.topics[name] = updated
             for partition in range(updated.partitions):
-                self.logs[(name, partition)].config = log_config
+                self.logs[(name, partition)].set_config(log_config)
             return updated
 
     def delete_topic(self, name: str) -> None:
@@ -241,22 +277,25 @@ class LogManager:
 
     # ---- checkpoints and shutdown --------------------------------------------------------------
 
-    def _log_start_offset_changed(self, partition_log: PartitionLog) -> None:
-        with self._lock:
-            self._write_log_start_offsets()
+    def _checkpoint_changed(self, partition_log: PartitionLog) -> None:
+        """A partition's log start offset or cleaner offset moved: persist both files now."""
+        with self._checkpoint_lock:
+            self._write_offset_checkpoints()
 
-    def _write_log_start_offsets(self) -> None:
-        write_checkpoint(self._path(LOG_START_OFFSET_CHECKPOINT),
-                         {key: lg.log_start_offset for key, lg in self.logs.items()})
+    def _write_offset_checkpoints(self) -> None:
+        logs = list(self.logs.items())
+        write_checkpoint(self._path(LOG_START_OFFSET_CHECKPOINT), {key: lg.log_start_offset for key, lg in logs})
+        write_checkpoint(self._path(CLEANER_OFFSET_CHECKPOINT),
+                         {key: lg.cleaner_offset for key, lg in logs if lg.cleaner_offset})
 
     def checkpoint(self) -> None:
-        """Write the recovery points and log start offsets of every partition."""
+        """Write the recovery points, log start offsets and cleaner offsets of every partition."""
         if self.read_only:
             return
-        with self._lock:
+        with self._checkpoint_lock:
             write_checkpoint(self._path(RECOVERY_POINT_CHECKPOINT),
-                             {key: lg.recovery_point for key, lg in self.logs.items()})
-            self._write_log_start_offsets()
+                             {key: lg.recovery_point for key, lg in list(self.logs.items())})
+            self._write_offset_checkpoints()
 
     def close(self) -> None:
         """Close every log, checkpoint, leave the clean-shutdown marker, release the lock.
@@ -267,6 +306,8 @@ class LogManager:
         with self._lock:
             clean = True
             for partition_log in self.logs.values():
+                if partition_log.failed:
+                    clean = False  # its files cannot be trusted without recovery
                 try:
                     partition_log.close()
                 except OSError as exc:

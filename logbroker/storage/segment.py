@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import struct
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from ..errors import CorruptRecordError, KafkaStorageError
@@ -29,6 +31,9 @@ from .files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, offset_file_name
 from .index import CorruptIndexError, OffsetIndex, TimeIndex
 
 log = logging.getLogger(__name__)
+
+_OFFSET_AND_LENGTH = struct.Struct(">qi")
+_MIN_BATCH_LENGTH = HEADER_SIZE - 12
 
 MAX_RELATIVE_OFFSET = 2**31 - 1
 
@@ -80,6 +85,11 @@ class LogSegment:
         self.first_batch_timestamp: int | None = None  # max timestamp of the first batch (segment.ms)
         self.bytes_since_last_index_entry = 0
         self.created_ms = int(os.fstat(self.fd).st_mtime * 1000)
+        if writable and self.size == 0:
+            # a new segment: empty index files, so that "missing" always means "lost"
+            for index in (self.index, self.time_index):
+                if not os.path.exists(index.path):
+                    os.close(os.open(index.path, os.O_WRONLY | os.O_CREAT, 0o644))
 
     # ---- loading and recovery ----------------------------------------------------------------
 
@@ -93,10 +103,13 @@ class LogSegment:
             self.index.load(self.size)
             position = self.index.last_entry[1]
             with _FileView(self.fd, self.size) as buf:
+                self._check_index_entries(buf)
                 end, stats = self._scan(buf, position, rebuild=False)
             if end != self.size:
                 raise CorruptIndexError(f"{self.log_path}: invalid data at byte {end}")
             self.time_index.load(self.next_offset)
+            if self.size and not len(self.time_index):
+                raise CorruptIndexError(f"{self.time_index.path} is empty but the segment is not")
             if self.time_index.max_timestamp > self.max_timestamp:
                 self.max_timestamp = self.time_index.max_timestamp
                 self.offset_of_max_timestamp = self.time_index.entries()[-1][1]
@@ -105,6 +118,19 @@ class LogSegment:
         except (CorruptIndexError, CorruptRecordError) as exc:
             log.info("rebuilding indexes of %s: %s", self.log_path, exc)
             return self.recover()
+
+    def _check_index_entries(self, buf) -> None:
+        """Every offset-index entry must point at a batch start whose base offset lies above the
+        previous entry's offset and at or below its own (one header read per entry, from the mmap)."""
+        previous = self.base_offset - 1
+        for offset, position in self.index.entries():
+            if position + HEADER_SIZE > self.size or buf[position + 16] != 2:
+                raise CorruptIndexError(f"{self.index.path}: entry ({offset}, {position}) is not a batch start")
+            base = _OFFSET_AND_LENGTH.unpack_from(buf, position)[0]
+            if not previous < base <= offset:
+                raise CorruptIndexError(
+                    f"{self.index.path}: entry ({offset}, {position}) points at a batch with base offset {base}")
+            previous = offset
 
     def recover(self) -> SegmentRecovery:
         """Validate every batch, rebuild both indexes, truncate at the first invalid byte."""
@@ -258,17 +284,58 @@ class LogSegment:
     # ---- reading ---------------------------------------------------------------------------
 
     def find_position(self, offset: int) -> int:
-        """Position of the batch holding ``offset`` (or of the first batch after it; ``size`` if none)."""
-        _, position = self.index.lookup(offset)
+        """Position of the batch holding ``offset`` (or of the first batch after it; ``size`` if none).
+
+        The walk starts at an anchor the offsets are known at: the segment's first byte (its first
+        batch starts at the base offset) or an index entry (its chunk starts above the previous
+        entry's offset and ends exactly at the entry's offset).  Base offsets lie outside the CRC, so
+        every batch header on the way must link up with the anchor and with the batch before it;
+        anything that does not raises CorruptRecordError instead of misplacing a read.
+        """
+        index = self.index
+        i = bisect_right(index.relative_offsets, offset - self.base_offset) - 1
+        if i < 0:
+            position, floor, must_end_at, expected = 0, self.base_offset - 1, None, self.base_offset
+        else:
+            position = index.positions[i]
+            must_end_at = self.base_offset + index.relative_offsets[i]
+            floor = self.base_offset + index.relative_offsets[i - 1] if i else self.base_offset - 1
+            expected = None
+        found = None
         end = self.size
-        while position + HEADER_SIZE <= end:
-            header = read_header(os.pread(self.fd, HEADER_SIZE, position))
-            if header.base_offset + header.last_offset_delta >= offset:
-                return position
-            if header.batch_length < HEADER_SIZE - 12:
-                break
-            position += header.batch_length + 12
-        return min(position, end)
+        fd = self.fd
+        while position < end:
+            if position + HEADER_SIZE > end:
+                raise self._damaged(position, "a batch header runs past the end of the segment")
+            header = read_header(os.pread(fd, HEADER_SIZE, position))
+            if header.magic != 2 or header.batch_length < _MIN_BATCH_LENGTH or position + header.size > end:
+                raise self._damaged(position, f"a batch header is invalid (magic {header.magic}, "
+                                              f"length {header.batch_length})")
+            base, last = header.base_offset, header.last_offset
+            if expected is None:
+                if not floor < base <= must_end_at:
+                    raise self._damaged(position, f"base offset {base} does not match the index entry "
+                                                  f"for offsets ({floor}, {must_end_at}]")
+            elif base != expected if self.strict else base < expected:
+                raise self._damaged(position, f"base offset {base} does not follow offset {expected - 1}")
+            if must_end_at is not None:
+                if last == must_end_at:
+                    must_end_at = None
+                elif last > must_end_at:
+                    raise self._damaged(position, f"no batch ends at offset {must_end_at}, as the index says")
+            if found is None and last >= offset:
+                found = position
+            if found is not None and must_end_at is None:
+                return found
+            expected = last + 1
+            position += header.size
+        if must_end_at is not None:
+            raise self._damaged(position, f"the segment ends before offset {must_end_at}, which the index names")
+        return end if found is None else found
+
+    def _damaged(self, position: int, problem: str) -> CorruptRecordError:
+        return CorruptRecordError(f"{self.log_path}: batch at file position {position}: {problem}; the segment "
+                                  f"is damaged")
 
     def read(self, offset: int, max_bytes: int, max_offset: int) -> bytes:
         """Checked batches from the one holding ``offset``, below ``max_offset``, about ``max_bytes`` long.
@@ -287,6 +354,11 @@ class LogSegment:
         return self._checked_prefix(data, position, offset, max_offset)
 
     def _checked_prefix(self, data: bytes, position: int, offset: int, max_offset: int) -> bytes:
+        """The longest run of whole, checked, linked batches at the start of ``data`` below ``max_offset``.
+
+        The first batch was placed by ``find_position``; a problem there raises CorruptRecordError,
+        a problem further on ends the run (the next read starts there and reports it).
+        """
         pos = 0
         expected = None
         end = len(data)
@@ -295,9 +367,7 @@ class LogSegment:
                 header = check_batch(data, pos, end)
             except CorruptRecordError as exc:
                 if pos == 0:
-                    raise CorruptRecordError(f"{self.log_path}: {exc} (file position {position + pos})") from None
-                break
-            if header.base_offset >= max_offset:
+                    raise CorruptRecordError(f"{self.log_path}: {exc} (file position {position})") from None
                 break
             if expected is None:
                 bad = header.last_offset < offset or (self.strict and header.base_offset > offset)
@@ -305,9 +375,10 @@ class LogSegment:
                 bad = header.base_offset != expected if self.strict else header.base_offset < expected
             if bad:
                 if pos == 0:
-                    raise CorruptRecordError(
-                        f"{self.log_path}: batch at file position {position} holds offsets "
-                        f"{header.base_offset}..{header.last_offset}, which cannot follow; the segment is damaged")
+                    raise self._damaged(position, f"it holds offsets {header.base_offset}..{header.last_offset}, "
+                                                  f"which cannot follow")
+                break
+            if header.base_offset >= max_offset:
                 break
             expected = header.next_offset
             pos += header.size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 
@@ -144,7 +145,7 @@ def test_list_text_and_json(run):
     assert [t["name"] for t in listed] == ["alpha", "mid.dle_-x", "zeta"]
     for entry in listed:
         assert list(entry) == ["name", "partitions", "topic_id"]
-        assert len(entry["topic_id"]) == 32 and int(entry["topic_id"], 16) >= 0
+        assert len(base64.urlsafe_b64decode(entry["topic_id"] + "==")) == 16 and len(entry["topic_id"]) == 22
     assert {t["name"]: t["partitions"] for t in listed} == {"alpha": 1, "mid.dle_-x": 1, "zeta": 2}
 
 
