@@ -29,6 +29,7 @@ batches (``validate_produced``); compacted batches read back from a log may have
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
@@ -37,6 +38,16 @@ from crc32c import crc32c
 from ..errors import CorruptRecordError, InvalidRecordError, RecordTooLargeError
 from . import compression
 from .varint import SMALL, _SMALL_TABLE, decode_varint, encode_varint
+
+# The C versions of the per-record loops (_speedups.c), when the optional extension was built and
+# LOGBROKER_NO_SPEEDUPS is unset (or "0").  They return NotImplemented for any input outside their
+# fast path, and the pure-Python *_py functions below, the reference, then run instead.
+_speedups = None
+if os.environ.get("LOGBROKER_NO_SPEEDUPS", "") in ("", "0"):
+    try:
+        from . import _speedups
+    except ImportError:
+        pass
 
 MAGIC = 2
 HEADER_SIZE = 61
@@ -275,6 +286,15 @@ def encode_records(records: Sequence, base_timestamp: int, offset_deltas: Sequen
 
     Offset deltas are 0, 1, 2 ... unless ``offset_deltas`` gives them (a compacted batch has gaps).
     """
+    if _speedups is not None:
+        body = _speedups.encode_records(records, base_timestamp, offset_deltas)
+        if body is not NotImplemented:
+            return body
+    return _encode_records_py(records, base_timestamp, offset_deltas)
+
+
+def _encode_records_py(records: Sequence, base_timestamp: int, offset_deltas: Sequence[int] | None = None) -> bytes:
+    """The pure-Python reference for (and fallback of) ``_speedups.encode_records``."""
     table = _SMALL_TABLE
     small = SMALL
     parts: list[bytes] = []
@@ -366,6 +386,15 @@ def encode_batch_columns(keys: list, values: list, headers: list | None, timesta
 
 def _encode_values_only(values: list, timestamps: list[int], base_timestamp: int) -> bytes:
     """Records with null keys and no headers: the common case, in as few operations as possible."""
+    if _speedups is not None:
+        body = _speedups.encode_values_only(values, timestamps, base_timestamp)
+        if body is not NotImplemented:
+            return body
+    return _encode_values_only_py(values, timestamps, base_timestamp)
+
+
+def _encode_values_only_py(values: list, timestamps: list[int], base_timestamp: int) -> bytes:
+    """The pure-Python reference for (and fallback of) ``_speedups.encode_values_only``."""
     table = _SMALL_TABLE
     small = SMALL
     parts: list[bytes] = []
@@ -449,6 +478,18 @@ _NO_HEADERS = ()
 
 def _decode_records(data: bytes, pos: int, end: int, count: int, base_offset: int, base_timestamp: int,
                     timestamp_type: int, fixed_timestamp, topic, partition) -> list[Record]:
+    if _speedups is not None:
+        out = _speedups.decode_records(data, pos, end, count, base_offset, base_timestamp, timestamp_type,
+                                       fixed_timestamp, topic, partition, Record)
+        if out is not NotImplemented:
+            return out
+    return _decode_records_py(data, pos, end, count, base_offset, base_timestamp, timestamp_type,
+                              fixed_timestamp, topic, partition)
+
+
+def _decode_records_py(data: bytes, pos: int, end: int, count: int, base_offset: int, base_timestamp: int,
+                       timestamp_type: int, fixed_timestamp, topic, partition) -> list[Record]:
+    """The pure-Python reference for (and fallback of) ``_speedups.decode_records``."""
     # Hot loop, once per record: one- and two-byte varints are decoded inline through _ZIGZAG,
     # longer ones through decode_varint.  Bounds: an index past the end raises IndexError (turned
     # into CorruptRecordError by the caller); slices are checked through record_end.
