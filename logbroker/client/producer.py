@@ -25,6 +25,12 @@ from ..records.batch import encode_batch_columns
 from ..records.compression import codec_from_name
 
 _BATCH_OVERHEAD = 61
+# Timestamps below 2**62 keep every delta within a batch inside a signed 64-bit varlong.
+_MAX_TIMESTAMP = 2**62
+
+
+def _system_now_ms(_time_ns=time.time_ns) -> int:
+    return _time_ns() // 1_000_000
 _RECORD_OVERHEAD = 24  # varints and attributes per record, a generous estimate
 
 
@@ -118,7 +124,7 @@ class Producer:
         self._codec = codec_from_name(compression)
         self._clock = broker.clock
         # the system clock's milliseconds without two method calls per record
-        self._time_ns = time.time_ns if isinstance(broker.clock, SystemClock) else None
+        self._now_ms = _system_now_ms if isinstance(broker.clock, SystemClock) else broker.clock.time_ms
         self._topics: dict[str, _TopicState] = {}
         self._in_flight: dict[tuple[str, int], list[_Batch]] = {}  # appended, durability not yet waited for
         self._round_robin = 0
@@ -152,17 +158,23 @@ class Producer:
              timestamp: int | None = None) -> SendFuture:
         """Queue one record; return a future for its metadata (topic, partition, offset, timestamp)."""
         # The hot path of the embedded API: a few list operations per record, nothing more.
-        if type(value) is not bytes and value is not None:
+        if value.__class__ is bytes:
+            size = _RECORD_OVERHEAD + len(value)
+        elif value is None:
+            size = _RECORD_OVERHEAD
+        else:
             value = _to_bytes(value, "value")
-        if type(key) is not bytes and key is not None:
-            key = _to_bytes(key, "key")
-        size = _RECORD_OVERHEAD + (len(value) if value else 0) + (len(key) if key else 0)
+            size = _RECORD_OVERHEAD + len(value)
+        if key is not None:
+            if key.__class__ is not bytes:
+                key = _to_bytes(key, "key")
+            size += len(key)
         if headers:
             headers = _check_headers(headers)
             size += sum(len(k) + (len(v) if v else 0) + 10 for k, v in headers)
         if timestamp is None:
-            timestamp = self._time_ns() // 1_000_000 if self._time_ns else self._clock.time_ms()
-        elif type(timestamp) is not int or not 0 <= timestamp < 2**63:
+            timestamp = self._now_ms()
+        elif timestamp.__class__ is not int or not 0 <= timestamp < _MAX_TIMESTAMP:
             raise InvalidRecordError(f"timestamp must be milliseconds since the epoch (an int >= 0), not {timestamp!r}")
         lock = self._lock
         lock.acquire()
@@ -174,14 +186,10 @@ class Producer:
                 if key is not None:
                     partition = mmh3.hash(key, 0, False) % state.partitions
                 else:
-                    partition = self._round_robin % state.partitions
-                    self._round_robin += 1
-            elif type(partition) is not int or not 0 <= partition < state.partitions:
+                    partition = self._round_robin = (self._round_robin + 1) % state.partitions
+            elif partition.__class__ is not int or not 0 <= partition < state.partitions:
                 raise LogbrokerError(f"topic {topic!r} has partitions 0..{state.partitions - 1}, not {partition!r}")
             batch = state.open[partition]
-            if batch is not None and abs(timestamp - batch.timestamps[0]) >= 2**62:
-                self._send(batch)  # timestamp deltas are varlongs; keep them far from overflowing
-                batch = None
             if batch is None or batch.size + size > state.max_bytes:
                 if size + _BATCH_OVERHEAD > state.max_bytes:
                     raise RecordTooLargeError(

@@ -65,6 +65,7 @@ ATTR_DELETE_HORIZON = 0x40
 ATTR_UNUSED = ~0x7F & 0xFFFF
 
 NO_PRODUCER_ID = -1
+_MIN_RECORD_SIZE = 7  # length, attributes, timestamp delta, offset delta, key, value, header count
 NO_TIMESTAMP = -1
 
 CONTROL_TYPES = {0: "ABORT", 1: "COMMIT", 2: "LEADER_CHANGE", 3: "SNAPSHOT_HEADER",
@@ -230,6 +231,9 @@ def validate_produced(records: bytes, *, max_message_bytes: int | None = None) -
                 f"batch at byte {pos} is {header.size} bytes, over max.message.bytes={max_message_bytes}")
         if header.records_count <= 0:
             raise InvalidRecordError(f"batch at byte {pos} holds no records")
+        if not header.compression and header.records_count > (header.size - HEADER_SIZE) // _MIN_RECORD_SIZE:
+            raise InvalidRecordError(
+                f"batch at byte {pos} claims {header.records_count} records in {header.size - HEADER_SIZE} bytes")
         if header.last_offset_delta != header.records_count - 1:
             raise InvalidRecordError(
                 f"batch at byte {pos} has {header.records_count} records but last offset delta "
