@@ -25,6 +25,7 @@ import struct
 import threading
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..clock import SYSTEM_CLOCK
 from ..config import LogConfig
@@ -68,8 +69,7 @@ class RecoveryReport:
                 f"deleted {len(self.deleted_segments)} later segment(s); log end offset now {self.log_end_offset}")
 
 
-@dataclass
-class AppendInfo:
+class AppendInfo(NamedTuple):
     base_offset: int
     last_offset: int
     log_append_time: int  # -1 unless the topic uses LogAppendTime
@@ -121,6 +121,16 @@ class PartitionLog:
     @property
     def segments(self) -> tuple[LogSegment, ...]:
         return self._view[0]
+
+    @property
+    def config(self) -> LogConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: LogConfig) -> None:
+        self._config = config
+        self._sync_on_append = config.sync_on_append  # read on every append: plain attributes
+        self._log_append_time = config.log_append_time
 
     def _publish(self, segments) -> None:
         segments = tuple(segments)
@@ -267,7 +277,7 @@ class PartitionLog:
 
     @property
     def high_watermark(self) -> int:
-        return self.flushed_offset if self.config.sync_on_append else self.log_end_offset
+        return self.flushed_offset if self._sync_on_append else self.log_end_offset
 
     def append(self, records, *, batches=None) -> AppendInfo:
         """Assign offsets to the producer's batches and write them; nothing is fsynced here.
@@ -283,8 +293,9 @@ class PartitionLog:
         # outside the CRC): one os.writev of [offset, rest of batch, ...], no copy of the data.
         # LogAppendTime changes bytes under the CRC, so those batches are copied and re-checksummed.
         view = memoryview(records)
-        now = self.clock.time_ms()
-        log_append_time = self.config.log_append_time
+        config = self._config
+        log_append_time = self._log_append_time
+        now = self.clock.time_ms() if log_append_time or not self._sync_on_append else -1
         pieces = []
         with self._lock:
             if self.closed or self.failed:
@@ -313,16 +324,19 @@ class PartitionLog:
             if last_offset - first_offset > 2**31 - 1:
                 raise InvalidRecordError(
                     f"the batches of one append span {last_offset - first_offset + 1} offsets; at most 2**31 fit a segment")
-            try:
-                self._maybe_roll(len(view), max_timestamp, last_offset)
-            except OSError as exc:
-                raise KafkaStorageError(f"cannot roll a new segment in {self.directory}: {exc.strerror or exc}") from exc
-            self.active_segment.append(pieces, len(view), last_offset, max_timestamp, offset_of_max)
+            segment = self._view[0][-1]
+            if segment.size:
+                try:
+                    self._maybe_roll(len(view), max_timestamp, last_offset)
+                except OSError as exc:
+                    raise KafkaStorageError(f"cannot roll a new segment in {self.directory}: {exc.strerror or exc}") from exc
+                segment = self._view[0][-1]
+            segment.append(pieces, len(view), last_offset, max_timestamp, offset_of_max)
             self.log_end_offset = offset
             self._unflushed_messages += count
-            if not self.config.sync_on_append and (
-                    self._unflushed_messages >= self.config.flush_messages
-                    or now - self._last_flush_ms >= self.config.flush_ms):
+            if not self._sync_on_append and (
+                    self._unflushed_messages >= config.flush_messages
+                    or now - self._last_flush_ms >= config.flush_ms):
                 self._flush_locked()
         return AppendInfo(first_offset, last_offset, now if log_append_time else -1, self.log_start_offset, count)
 
