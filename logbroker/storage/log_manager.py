@@ -71,6 +71,18 @@ class TopicMetadata:
         return LogConfig.from_overrides(self.config)
 
 
+def _raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard limit, as Kafka's start scripts advise."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 class LogManager:
     """Opens, creates and deletes partition logs under one data directory."""
 
@@ -90,6 +102,7 @@ class LogManager:
         # calls back into _checkpoint_changed with its own lock held)
         self._checkpoint_lock = threading.Lock()
         self._dir_lock = None
+        _raise_open_file_limit()  # every segment keeps its .log open
         if not read_only:
             os.makedirs(os.path.join(self.data_dir, METADATA_DIR), exist_ok=True)
             self._dir_lock = DataDirLock(self.data_dir)
