@@ -25,7 +25,7 @@ import time
 import pytest
 
 from logbroker.broker import Broker
-from logbroker.records import decode_all, iter_batches
+from storage._helpers import fetch_all
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tools" / "crash_producer.py"
@@ -54,18 +54,6 @@ def start_producer(data_dir: str, first_seq: int, seed: int):
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     return proc, lines, ready, reader
-
-
-def read_everything(broker: Broker) -> list[tuple[int, bytes]]:
-    out, offset = [], broker.list_offsets(TOPIC, 0, -2)[0]
-    for _ in range(100_000):
-        data = broker.fetch(TOPIC, 0, offset).records
-        headers = [h for _, h in iter_batches(data)]
-        if not headers:
-            break
-        out += [(r.offset, r.value) for r in decode_all(data) if r.offset >= offset]
-        offset = headers[-1].next_offset
-    return out
 
 
 def check(records: list[tuple[int, bytes]], acked: dict[int, int]) -> None:
@@ -129,16 +117,16 @@ def test_sigkill_while_producing_loses_nothing_acknowledged(tmp_path):
             with Broker.open(data_dir, housekeeping=False) as broker:  # recovers the directory
                 for report in broker.recovery_reports:
                     assert report.log_end_offset >= max(acked.values(), default=-1) + 1
-                check(read_everything(broker), acked)
+                check(fetch_all(broker, TOPIC), acked)
             assert verify_data_dir(data_dir) == []
         else:
             with Broker.open(data_dir, read_only=True) as reader_broker:
-                check(read_everything(reader_broker), acked)
+                check(fetch_all(reader_broker, TOPIC), acked)
 
     assert kills_while_producing >= ROUNDS // 2, "too few rounds were killed while producing"
     assert len(acked) > 100
     with Broker.open(data_dir, housekeeping=False) as broker:
-        records = read_everything(broker)
+        records = fetch_all(broker, TOPIC)
         check(records, acked)
         assert len(broker.log(TOPIC, 0).segments) > 1  # rolls happened during the run
     assert verify_data_dir(data_dir) == []

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import struct
 import tempfile
 
 from hypothesis import HealthCheck, Phase, settings
@@ -30,6 +29,7 @@ from logbroker.config import LogConfig
 from logbroker.errors import CorruptRecordError
 from logbroker.records import GZIP, NONE, ZSTD, decode_all, encode_batch
 from logbroker.storage.log import PartitionLog
+from storage._helpers import batch_layout
 
 TOPIC = "sm"
 BASE_CONFIG = {"segment.bytes": 1536, "index.interval.bytes": 128, "segment.ms": 20_000}
@@ -39,20 +39,6 @@ keys = st.one_of(st.none(), st.sampled_from([b"a", b"b", b"c", b"dd", b"eee"]))
 values = st.one_of(st.none(), st.binary(min_size=0, max_size=40))
 record_specs = st.lists(st.tuples(keys, values, st.integers(-1500, 1500)), min_size=1, max_size=5)
 codecs = st.sampled_from([NONE, NONE, GZIP, ZSTD])
-
-
-def batch_layout(data: bytes) -> list[tuple[int, int, int, int]]:
-    """(position, size, base offset, last offset) of each whole batch, parsed independently of
-    logbroker (offset/length/lastOffsetDelta fields only, no checks beyond the length fitting)."""
-    out, pos = [], 0
-    while pos + 61 <= len(data):
-        base, length = struct.unpack_from(">qi", data, pos)
-        if length < 49 or pos + 12 + length > len(data):
-            break
-        (delta,) = struct.unpack_from(">i", data, pos + 23)
-        out.append((pos, 12 + length, base, base + delta))
-        pos += 12 + length
-    return out
 
 
 # fsync costs nothing on a tmpfs, and this test is about logic, not the disk: prefer /dev/shm

@@ -62,10 +62,14 @@ def abandon(log) -> None:
             segment.fd = -1
 
 
-def batch_layout(path) -> list[tuple[int, int, int, int]]:
-    """(position, size, base offset, last offset) of each whole batch in a .log file, parsed here."""
-    with open(path, "rb") as fh:
-        data = fh.read()
+def batch_layout(source) -> list[tuple[int, int, int, int]]:
+    """(position, size, base offset, last offset) of each whole batch in a .log file (a path) or in
+    its bytes, parsed here independently of logbroker (offset, length and lastOffsetDelta only)."""
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        with open(source, "rb") as fh:
+            data = fh.read()
     out, pos = [], 0
     while pos + 61 <= len(data):
         base, length = struct.unpack_from(">qi", data, pos)
@@ -92,3 +96,16 @@ def flip(path, position: int, mask: int = 0x01) -> None:
         byte = fh.read(1)[0]
         fh.seek(position)
         fh.write(bytes([byte ^ mask]))
+
+
+def fetch_all(broker, topic: str, partition: int = 0) -> list[tuple[int, bytes]]:
+    """Everything a Broker serves for the partition, in offset order, as (offset, value)."""
+    out, offset = [], broker.list_offsets(topic, partition, -2)[0]
+    for _ in range(100_000):
+        data = broker.fetch(topic, partition, offset).records
+        headers = [h for _, h in iter_batches(data)]
+        if not headers:
+            break
+        out += [(r.offset, r.value) for r in decode_all(data) if r.offset >= offset]
+        offset = headers[-1].next_offset
+    return out

@@ -16,9 +16,11 @@ import pytest
 
 from logbroker.broker import Broker
 from logbroker.errors import DataDirLockedError, InvalidConfigError, InvalidTopicError, ReadOnlyError
-from logbroker.records import decode_all, encode_batch, iter_batches
+from logbroker.records import encode_batch
 from logbroker.storage.lock import is_locked, read_lock_owner
 from logbroker.storage.log_manager import CLEAN_SHUTDOWN_MARKER
+
+from ._helpers import fetch_all as values
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TIMEOUT = 30
@@ -136,19 +138,6 @@ def try_open_elsewhere(path):
                          env=child_env())
     assert out.returncode == 0, out.stderr
     return tuple(json.loads(out.stdout))
-
-
-def values(broker, topic, partition=0):
-    """Everything fetchable, in offset order, as (offset, value)."""
-    out, offset = [], broker.list_offsets(topic, partition, -2)[0]
-    for _ in range(10_000):
-        data = broker.fetch(topic, partition, offset).records
-        headers = [h for _, h in iter_batches(data)]
-        if not headers:
-            break
-        out += [(r.offset, r.value) for r in decode_all(data) if r.offset >= offset]
-        offset = headers[-1].next_offset
-    return out
 
 
 def tree(root):
