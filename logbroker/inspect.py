@@ -2,7 +2,7 @@
 
 Everything here reads files directly (no broker, no lock), so it works on a copy of a data
 directory or next to a running broker.  ``verify_data_dir`` checks what the storage layer promises:
-every batch's CRC and structure, offsets increasing (contiguous where the topic is not compacted),
+every batch's CRC and structure, offsets increasing (contiguous except in compacted segments),
 segments following each other, and index entries pointing at batch starts with consistent offsets.
 Each problem names the file and byte position.  ``repair_data_dir`` is the one writing function:
 it takes the directory's lock and runs full recovery (truncating damaged tails, rebuilding indexes).
@@ -22,7 +22,8 @@ from .records.batch import (CONTROL_TYPES, HEADER_SIZE, BatchHeader, IncompleteB
 from .records.compression import CODEC_NAMES
 from .storage.files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, parse_offset_file_name
 from .storage.index import read_offset_index, read_time_index
-from .storage.log_manager import METADATA_DIR
+from .storage.files import read_checkpoint
+from .storage.log_manager import CLEANER_OFFSET_CHECKPOINT, METADATA_DIR
 
 _PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
 
@@ -160,16 +161,25 @@ def partition_dirs(data_dir: str) -> list[tuple[str, str, int]]:
     return out
 
 
-def verify_partition(directory: str, *, compacted: bool = False) -> list[Problem]:
+def verify_partition(directory: str, *, compacted: bool = False, cleaner_offset: int = 0) -> list[Problem]:
+    """Problems of one partition directory.  Segments below ``cleaner_offset`` (from the data
+    directory's cleaner-offset-checkpoint), or every segment when ``compacted``, may have gaps
+    between offsets; all others must be contiguous, within and across segments."""
     problems: list[Problem] = []
     bases = sorted(p[0] for p in (parse_offset_file_name(n) for n in os.listdir(directory))
                    if p and p[1] == LOG_SUFFIX)
     previous_next = None
+    previous_strict = True
     for base in bases:
         log_path = os.path.join(directory, f"{base:020d}{LOG_SUFFIX}")
+        strict = not compacted and base >= cleaner_offset
         if previous_next is not None and base < previous_next:
             problems.append(Problem(log_path, None, f"segment base offset {base} overlaps the previous segment, "
                                                     f"which ends at offset {previous_next - 1}"))
+        elif previous_next is not None and previous_strict and base != previous_next:
+            problems.append(Problem(log_path, None, f"offsets {previous_next}..{base - 1} are missing before "
+                                                    f"this segment"))
+        previous_strict = strict
         batch_starts: dict[int, BatchHeader] = {}
         with open(log_path, "rb") as fh:
             data = fh.read()
@@ -180,7 +190,7 @@ def verify_partition(directory: str, *, compacted: bool = False) -> list[Problem
             except CorruptRecordError as exc:
                 problems.append(Problem(log_path, pos, str(exc)))
                 break
-            if not compacted and header.base_offset != expected:
+            if strict and header.base_offset != expected:
                 problems.append(Problem(log_path, pos, f"batch base offset {header.base_offset}, expected {expected}"))
             elif header.base_offset < expected:
                 problems.append(Problem(log_path, pos, f"batch base offset {header.base_offset} goes backwards "
@@ -243,10 +253,9 @@ def verify_data_dir(data_dir: str) -> list[Problem]:
         if isinstance(config, Exception):
             problems.append(Problem(os.path.join(data_dir, METADATA_DIR, f"{topic}.json"), None,
                                     f"unreadable topic metadata: {config}"))
-    for path, topic, _ in partition_dirs(data_dir):
-        config = configs.get(topic)
-        compacted = isinstance(config, LogConfig) and config.compact
-        problems += verify_partition(path, compacted=compacted)
+    cleaner_offsets = read_checkpoint(os.path.join(data_dir, CLEANER_OFFSET_CHECKPOINT))
+    for path, topic, partition in partition_dirs(data_dir):
+        problems += verify_partition(path, cleaner_offset=cleaner_offsets.get((topic, partition), 0))
     return problems
 
 
