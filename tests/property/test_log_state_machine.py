@@ -403,7 +403,7 @@ class LogMachine(RuleBasedStateMachine):
 
 
 # No "explain" phase: its tracing makes a failing run take minutes instead of seconds.
-LogMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None,
+LogMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=30, deadline=None,
                                         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink], report_multiple_bugs=False,
                                         suppress_health_check=[HealthCheck.too_slow])
 TestLogStateMachine = LogMachine.TestCase
