@@ -13,8 +13,8 @@ import threading
 
 from .clock import SYSTEM_CLOCK
 from .config import TOPIC_CONFIGS, LogConfig, default_config_strings, validate_overrides, validate_topic_name
-from .errors import (BrokerClosedError, InvalidConfigError, InvalidPartitionsError, InvalidRequestError, ReadOnlyError,
-                     TopicAlreadyExistsError)
+from .errors import (BrokerClosedError, InvalidConfigError, InvalidPartitionsError, InvalidRequestError,
+                     LogbrokerError, ReadOnlyError)
 from .records.batch import validate_produced
 from .storage.cleaner import compact_log
 from .storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, AppendInfo, PartitionLog, ReadInfo
@@ -92,8 +92,6 @@ class Broker:
             raise InvalidPartitionsError(f"partitions must be between 1 and {MAX_PARTITIONS}, got {partitions!r}")
         overrides = validate_overrides(config or {})
         LogConfig.from_overrides(overrides)
-        if name in self._manager.topics:
-            raise TopicAlreadyExistsError(f"topic {name!r} already exists")
         return self._manager.create_topic(name, partitions, overrides)
 
     def delete_topic(self, name: str) -> None:
@@ -141,11 +139,9 @@ class Broker:
 
     def create_partitions(self, name: str, total: int) -> None:
         self._require_writable()
-        meta = self.topic(name)
-        if not isinstance(total, int) or not meta.partitions < total <= MAX_PARTITIONS:
-            raise InvalidPartitionsError(
-                f"topic {name!r} has {meta.partitions} partitions; the new count must be larger (and at most "
-                f"{MAX_PARTITIONS}), got {total!r}")
+        self.topic(name)
+        if not isinstance(total, int) or not 1 <= total <= MAX_PARTITIONS:
+            raise InvalidPartitionsError(f"partition count must be between 1 and {MAX_PARTITIONS}, got {total!r}")
         self._manager.add_partitions(name, total)
 
     def log(self, topic: str, partition: int) -> PartitionLog:
@@ -255,19 +251,26 @@ class Broker:
         for key, partition_log in list(self._manager.logs.items()):
             if partition_log.closed:
                 continue
-            partition_log.maybe_flush(now_ms)
-            if not due:
-                continue
-            deleted = partition_log.apply_retention(now_ms)
-            if deleted:
-                done["deleted_segments"][key] = deleted
-            if partition_log.config.compact:
-                stats = compact_log(partition_log, now_ms, force=force)
-                if stats is not None:
-                    done["compacted"][key] = stats
+            try:  # one partition's trouble must not stop the others' housekeeping
+                partition_log.maybe_flush(now_ms)
+                if not due:
+                    continue
+                deleted = partition_log.apply_retention(now_ms)
+                if deleted:
+                    done["deleted_segments"][key] = deleted
+                if partition_log.config.compact:
+                    stats = compact_log(partition_log, now_ms, force=force)
+                    if stats is not None:
+                        done["compacted"][key] = stats
+            except (LogbrokerError, OSError) as exc:
+                done.setdefault("errors", {})[key] = str(exc)
+                log.warning("housekeeping of %s-%d failed: %s", key[0], key[1], exc)
         if due:
             self._last_retention_check_ms = now_ms
-            self._manager.checkpoint()
+            try:
+                self._manager.checkpoint()
+            except OSError as exc:
+                log.warning("could not write checkpoints: %s", exc)
         return done
 
     def _housekeeping_loop(self) -> None:

@@ -171,7 +171,7 @@ class Producer:
             size += len(key)
         if headers:
             headers = _check_headers(headers)
-            size += sum(len(k) + (len(v) if v else 0) + 10 for k, v in headers)
+            size += sum(len(k.encode()) + (len(v) if v else 0) + 10 for k, v in headers)
         if timestamp is None:
             timestamp = self._now_ms()
         elif timestamp.__class__ is not int or not 0 <= timestamp < _MAX_TIMESTAMP:

@@ -930,6 +930,134 @@ encode_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return encode_all(encode_full_record, records, deltas, base_timestamp, n);
 }
 
+/* ---- checking a producer's records without building them ------------------------------------ */
+
+/* Skip a length-prefixed field of r (key, value or header value): -1 is null, below that is damage. */
+static inline int
+skip_field(Reader *r, const char *what, int allow_null)
+{
+    int64_t n;
+
+    if (read_int(r, &n) < 0)
+        return -1;
+    if (n < (allow_null ? -1 : 0)) {
+        PyErr_Format(CorruptRecordError, "record %s length %lld at byte %zd", what, (long long)n, r->pos);
+        return -1;
+    }
+    if (n > 0) {
+        if (n > r->limit - r->pos)
+            return overrun(r);
+        r->pos += (Py_ssize_t)n;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(scan_records_doc,
+"scan_records(data, pos, end, count, base_timestamp) -> int | None | NotImplemented\n"
+"\n"
+"batch._scan_records_py in C: check the structure of `count` records in data[pos:end] as a producer\n"
+"sent them (every length fits, offset deltas are 0, 1, 2 ..., nothing is left over, header keys are\n"
+"UTF-8) without creating them; return the largest record timestamp (None when count is 0).");
+
+static PyObject *
+scan_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t pos, end, count, i, h;
+    int64_t base_timestamp, max_timestamp = INT64_MIN;
+    Reader r;
+
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "scan_records() takes 5 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[0]) || !exact_ssize(args[1], &pos) || !exact_ssize(args[2], &end)
+        || !exact_ssize(args[3], &count) || !exact_int64(args[4], &base_timestamp)
+        || pos < 0 || end < pos || end > PyBytes_GET_SIZE(args[0]) || count < 0)
+        Py_RETURN_NOTIMPLEMENTED;
+    r.buf = (const uint8_t *)PyBytes_AS_STRING(args[0]);
+    r.pos = pos;
+    r.record_start = pos;
+    for (i = 0; i < count; i++) {
+        int64_t length, offset_delta, headers, timestamp;
+        uint64_t raw;
+        unsigned high;
+
+        r.limit = end;
+        r.record_length = -1;
+        if (read_int(&r, &length) < 0)
+            return NULL;
+        if (length < 6 || length > end - r.pos) {
+            PyErr_Format(CorruptRecordError, "record at byte %zd declares length %lld, which does not fit",
+                         r.pos, (long long)length);
+            return NULL;
+        }
+        r.record_start = r.pos;
+        r.record_length = length;
+        r.limit = r.pos + (Py_ssize_t)length;
+        r.pos++; /* attributes: length >= 6 keeps this inside the record */
+        if (read_varint(&r, VARLONG_MAX_BYTES, &raw, &high) < 0)
+            return NULL;
+        if (high != 0 || !add_int64(base_timestamp, unzigzag(raw), &timestamp)) {
+            PyErr_Format(CorruptRecordError, "record at byte %zd has a timestamp delta out of range", r.record_start);
+            return NULL;
+        }
+        if (timestamp > max_timestamp)
+            max_timestamp = timestamp;
+        if (read_int(&r, &offset_delta) < 0)
+            return NULL;
+        if (offset_delta != i) {
+            PyErr_Format(CorruptRecordError, "record %zd of the batch has offset delta %lld", i,
+                         (long long)offset_delta);
+            return NULL;
+        }
+        if (skip_field(&r, "key", 1) < 0 || skip_field(&r, "value", 1) < 0)
+            return NULL;
+        if (read_int(&r, &headers) < 0)
+            return NULL;
+        if (headers < 0) {
+            PyErr_Format(CorruptRecordError, "negative header count %lld at byte %zd", (long long)headers, r.pos);
+            return NULL;
+        }
+        for (h = 0; h < headers; h++) {
+            int64_t n;
+            PyObject *key;
+
+            if (read_int(&r, &n) < 0)
+                return NULL;
+            if (n < 0) {
+                PyErr_Format(CorruptRecordError, "header key length %lld at byte %zd", (long long)n, r.pos);
+                return NULL;
+            }
+            if (n > r.limit - r.pos) {
+                overrun(&r);
+                return NULL;
+            }
+            key = PyUnicode_DecodeUTF8((const char *)r.buf + r.pos, (Py_ssize_t)n, "strict");
+            if (key == NULL) {
+                PyErr_Clear();
+                PyErr_Format(CorruptRecordError, "header key at byte %zd is not UTF-8", r.pos);
+                return NULL;
+            }
+            Py_DECREF(key);
+            r.pos += (Py_ssize_t)n;
+            if (skip_field(&r, "header value", 1) < 0)
+                return NULL;
+        }
+        if (r.pos != r.limit) {
+            PyErr_Format(CorruptRecordError, "record at byte %zd declares %lld bytes but holds %zd",
+                         r.record_start, (long long)length, r.pos - r.record_start);
+            return NULL;
+        }
+    }
+    if (r.pos != end) {
+        PyErr_Format(CorruptRecordError, "%zd bytes left over after %zd records", end - r.pos, count);
+        return NULL;
+    }
+    if (count == 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(max_timestamp);
+}
+
 /* ---- module --------------------------------------------------------------------------------- */
 
 static PyMethodDef speedups_methods[] = {
@@ -937,6 +1065,7 @@ static PyMethodDef speedups_methods[] = {
     {"encode_values_only", (PyCFunction)(void (*)(void))encode_values_only, METH_FASTCALL,
      encode_values_only_doc},
     {"encode_records", (PyCFunction)(void (*)(void))encode_records, METH_FASTCALL, encode_records_doc},
+    {"scan_records", (PyCFunction)(void (*)(void))scan_records, METH_FASTCALL, scan_records_doc},
     {NULL, NULL, 0, NULL},
 };
 

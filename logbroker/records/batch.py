@@ -210,12 +210,16 @@ def iter_batches(buf, pos: int = 0, end: int | None = None) -> Iterator[tuple[in
         pos += header.size
 
 
-def validate_produced(records: bytes, *, max_message_bytes: int | None = None) -> list[tuple[int, BatchHeader]]:
+def validate_produced(records: bytes, *, max_message_bytes: int | None = None, deep: bool = True,
+                      max_decompressed_bytes: int | None = None) -> list[tuple[int, BatchHeader]]:
     """Check the batches a producer sent; return [(position, header)].  Nothing is written yet.
 
     Everything ``check_batch`` checks, plus Kafka's produce rules: the data is whole batches,
     ``recordsCount > 0``, ``lastOffsetDelta == recordsCount - 1``, no control batches, an
     idempotent batch has ``baseSequence >= 0``, and no batch exceeds ``max.message.bytes``.
+    With ``deep`` (the default) the records themselves are walked too, as Kafka's LogValidator does:
+    a CRC only proves the bytes are what the producer sent, not that they are records.  That is one
+    pass over the (decompressed) records section per batch, building nothing.
     """
     if not records:
         raise InvalidRecordError("no record batches in the request")
@@ -244,9 +248,56 @@ def validate_produced(records: bytes, *, max_message_bytes: int | None = None) -
             raise InvalidRecordError(
                 f"batch at byte {pos} has producer id {header.producer_id} but base sequence "
                 f"{header.base_sequence}")
+        if deep:
+            _check_produced_records(records, pos, header, max_decompressed_bytes or MAX_DECOMPRESSED_BYTES)
         batches.append((pos, header))
         pos += header.size
     return batches
+
+
+# Decompressing a producer's batch stops here: a few bytes of zstd must not become gigabytes.
+MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
+
+
+def _check_produced_records(records, pos: int, header: BatchHeader, max_decompressed_bytes: int) -> None:
+    """Walk the records of one produced batch: structure, count, offset deltas 0..n-1, and (for
+    CreateTime) a max timestamp equal to the header's.  Raises CorruptRecordError or InvalidRecordError."""
+    if header.compression:
+        data = compression.decompress(header.compression, bytes(records[pos + HEADER_SIZE : pos + header.size]),
+                                      max_size=max_decompressed_bytes)
+        start, end = 0, len(data)
+    elif type(records) is bytes:
+        data, start, end = records, pos + HEADER_SIZE, pos + header.size
+    else:
+        data = bytes(records[pos + HEADER_SIZE : pos + header.size])
+        start, end = 0, len(data)
+    try:
+        max_timestamp = _scan_records(data, start, end, header.records_count, header.base_timestamp)
+    except CorruptRecordError as exc:
+        raise CorruptRecordError(f"batch at byte {pos}: {exc}") from None
+    if header.timestamp_type == CREATE_TIME and max_timestamp != header.max_timestamp:
+        raise InvalidRecordError(
+            f"batch at byte {pos} says its max timestamp is {header.max_timestamp} but its records' is {max_timestamp}")
+
+
+def _scan_records(data: bytes, start: int, end: int, count: int, base_timestamp: int):
+    if _speedups is not None:
+        result = _speedups.scan_records(data, start, end, count, base_timestamp)
+        if result is not NotImplemented:
+            return result
+    return _scan_records_py(data, start, end, count, base_timestamp)
+
+
+def _scan_records_py(data: bytes, start: int, end: int, count: int, base_timestamp: int):
+    """The pure-Python reference for ``_speedups.scan_records`` (it decodes, then checks)."""
+    try:
+        decoded = _decode_records_py(data, start, end, count, 0, base_timestamp, CREATE_TIME, None, None, -1)
+    except IndexError:
+        raise CorruptRecordError("records run past the end of the batch") from None
+    for i, record in enumerate(decoded):
+        if record.offset != i:
+            raise CorruptRecordError(f"record {i} of the batch has offset delta {record.offset}")
+    return max((r.timestamp for r in decoded), default=None)
 
 
 def set_base_offset(batch: bytearray, pos: int, base_offset: int) -> None:

@@ -76,29 +76,51 @@ def _snappy_decompress(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def decompress(codec: int, data: bytes) -> bytes:
-    """Decompress the records section; any codec failure becomes CorruptRecordError."""
+def decompress(codec: int, data: bytes, *, max_size: int | None = None) -> bytes:
+    """Decompress the records section; any codec failure becomes CorruptRecordError.
+
+    With ``max_size``, output beyond it is refused (CorruptRecordError): gzip and raw snappy stop
+    before producing it; lz4, zstd and framed snappy are checked once decompressed.
+    """
     try:
         if codec == NONE:
-            return data
-        if codec == GZIP:
-            # zlib with wbits=47 reads gzip (and zlib) streams; loop for multi-member gzip.
-            out = []
-            while data:
-                inflater = zlib.decompressobj(47)
-                out.append(inflater.decompress(data))
-                data = inflater.unused_data
-                if not inflater.eof:
-                    raise CorruptRecordError("gzip stream is truncated")
-            return b"".join(out)
-        if codec == SNAPPY:
-            return _snappy_decompress(data)
-        if codec == LZ4:
-            return bytes(cramjam.lz4.decompress(data))
-        if codec == ZSTD:
-            return bytes(cramjam.zstd.decompress(data))
+            out = data
+        elif codec == GZIP:
+            out = _gzip_decompress(data, max_size)
+        elif codec == SNAPPY:
+            if max_size is not None and data[:8] != _XERIAL_MAGIC and cramjam.snappy.decompress_raw_len(data) > max_size:
+                raise CorruptRecordError(f"snappy records would decompress beyond {max_size} bytes")
+            out = _snappy_decompress(data)
+        elif codec == LZ4:
+            out = bytes(cramjam.lz4.decompress(data))
+        elif codec == ZSTD:
+            out = bytes(cramjam.zstd.decompress(data))
+        else:
+            raise CorruptRecordError(f"unknown compression codec {codec}")
     except CorruptRecordError:
         raise
     except Exception as exc:  # the codecs raise assorted types
         raise CorruptRecordError(f"cannot decompress {CODEC_NAMES.get(codec, codec)} records: {exc}") from None
-    raise CorruptRecordError(f"unknown compression codec {codec}")
+    if max_size is not None and len(out) > max_size:
+        raise CorruptRecordError(f"{CODEC_NAMES[codec]} records decompress beyond {max_size} bytes")
+    return out
+
+
+def _gzip_decompress(data: bytes, max_size: int | None) -> bytes:
+    # zlib with wbits=47 reads gzip (and zlib) streams; loop for multi-member gzip.
+    out = []
+    total = 0
+    while data:
+        inflater = zlib.decompressobj(47)
+        if max_size is None:
+            chunk = inflater.decompress(data)
+        else:
+            chunk = inflater.decompress(data, max_size - total + 1)
+            if inflater.unconsumed_tail or total + len(chunk) > max_size:
+                raise CorruptRecordError(f"gzip records decompress beyond {max_size} bytes")
+        out.append(chunk)
+        total += len(chunk)
+        data = inflater.unused_data
+        if not inflater.eof:
+            raise CorruptRecordError("gzip stream is truncated")
+    return b"".join(out)

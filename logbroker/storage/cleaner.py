@@ -115,12 +115,16 @@ def _compact(partition_log, now_ms: int, force: bool) -> CleanerStats | None:
         try:
             write_all(fd, data)
             os.fsync(fd)
-        finally:
+        except OSError:
             os.close(fd)
+            os.unlink(cleaned_path)  # no half-written leftovers pile up on a full disk
+            raise
+        os.close(fd)
         # the cleaner offset first: the rewritten segment may now have gaps, and must be opened as such
         if partition_log.cleaner_offset < active_base:
             partition_log.set_cleaner_offset(active_base)
         partition_log.replace_segment(segment, cleaned_path)
     if partition_log.cleaner_offset < active_base:
         partition_log.set_cleaner_offset(active_base)
+    partition_log.remove_empty_segments()
     return stats if stats.segments_cleaned else None

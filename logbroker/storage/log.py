@@ -187,7 +187,13 @@ class PartitionLog:
 
     def _new_segment(self, base_offset: int) -> LogSegment:
         return LogSegment(self.directory, base_offset, index_interval_bytes=self.config.index_interval_bytes,
-                          writable=self.writable, strict=base_offset >= self.cleaner_offset)
+                          writable=self.writable, strict=self._strict(base_offset))
+
+    def _strict(self, base_offset: int) -> bool:
+        """Must this segment's offsets be contiguous?  Not in a compacted topic (records may be gone),
+        nor below the cleaner offset (compacted before a switch to cleanup.policy=delete).  A strict
+        segment lets reads catch a damaged base offset, which the CRC does not cover."""
+        return not self.config.compact and base_offset >= self.cleaner_offset
 
     def _load(self, *, clean: bool, recovery_point: int) -> RecoveryReport | None:
         bases = self._tidy()
@@ -200,7 +206,10 @@ class PartitionLog:
         segments: list[LogSegment] = []
         doomed: list[int] = []
         for i, base in enumerate(bases):
-            segment = self._new_segment(base)
+            try:
+                segment = self._new_segment(base)
+            except FileNotFoundError:  # a read-only open racing the owner's retention
+                continue
             problem = self._gap_before(segments, segment)
             if problem:
                 segment.close()
@@ -358,7 +367,11 @@ class PartitionLog:
 
     def _roll_locked(self) -> None:
         old = self.active_segment
-        old.seal()  # fsyncs the log and its indexes: everything below the new base is durable
+        try:
+            old.seal()  # fsyncs the log and its indexes: everything below the new base is durable
+        except OSError as exc:
+            self.failed = f"fsync of {old.log_path} failed ({exc.strerror or exc}) while rolling"
+            raise
         segment = self._new_segment(self.log_end_offset)
         fsync_dir(self.directory)
         self._publish(self.segments + (segment,))
@@ -393,7 +406,7 @@ class PartitionLog:
             with self._lock:
                 target = self.log_end_offset
                 segment = self.active_segment
-                segment.write_index_entries()
+                segment.write_index_entries_best_effort()
             segment.fsync()
             flushed = target
         except OSError as exc:
@@ -414,7 +427,7 @@ class PartitionLog:
     flush = wait_durable
 
     def _flush_locked(self) -> None:
-        self.active_segment.write_index_entries()
+        self.active_segment.write_index_entries_best_effort()
         try:
             self.active_segment.fsync()
         except OSError as exc:
@@ -444,7 +457,10 @@ class PartitionLog:
         if offset < self.log_start_offset or offset > high_watermark:
             raise OffsetOutOfRangeError(
                 f"offset {offset} is outside [{self.log_start_offset}, {high_watermark}] of {self.topic}-{self.partition}")
-        i = max(0, bisect_right(bases, offset) - 1)
+        if offset < bases[0]:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is below the first segment of {self.topic}-{self.partition} (retention moved on)")
+        i = bisect_right(bases, offset) - 1
         data = b""
         while offset < limit and i < len(segments):
             segment = segments[i]
@@ -465,18 +481,25 @@ class PartitionLog:
                 offset = max(offset, segments[i].base_offset)
         return ReadInfo(data, high_watermark, self.log_start_offset, self.log_end_offset)
 
-    def refresh(self, log_start_offset: int | None = None) -> None:
+    def refresh(self, log_start_offset: int | None = None, cleaner_offset: int | None = None) -> None:
         """Read-only opens: catch up with the owning process: its appends, new segments, segments
-        its retention deleted and (when given, from its checkpoint) its log start offset."""
+        its retention deleted and (when given, from its checkpoints) its log start and cleaner offsets."""
         if self.writable:
             return
         with self._lock:
+            if cleaner_offset is not None and cleaner_offset > self.cleaner_offset:
+                self.cleaner_offset = cleaner_offset
+                for segment in self.segments:
+                    segment.strict = self._strict(segment.base_offset)
             present = set(self._tidy())
             segments = [s for s in self.segments if s.base_offset in present] or list(self.segments[-1:])
             known = segments[-1].base_offset
             for base in sorted(present):
                 if base > known:
-                    segment = self._new_segment(base)
+                    try:
+                        segment = self._new_segment(base)
+                    except FileNotFoundError:  # retention removed it meanwhile
+                        continue
                     segment.size = 0  # extend() below scans it from the start
                     segments.append(segment)
             for segment in segments:
@@ -514,20 +537,34 @@ class PartitionLog:
                 raise OffsetOutOfRangeError(
                     f"cannot delete records below {offset}: the high watermark is {self.high_watermark}")
             if offset > self.log_start_offset:
-                self._set_log_start_offset(offset)
+                try:
+                    self._set_log_start_offset(offset)
+                except OSError as exc:
+                    raise KafkaStorageError(f"cannot checkpoint the new log start offset of {self.directory}: "
+                                            f"{exc.strerror or exc}") from exc
                 self._delete_segments(lambda s, nxt: nxt is not None and nxt <= self.log_start_offset)
             return self.log_start_offset
 
     def _set_log_start_offset(self, offset: int) -> None:
-        self.log_start_offset = offset
+        """Persist, then move, the log start offset (records below it must not come back)."""
+        previous, self.log_start_offset = self.log_start_offset, offset
         if self._on_checkpoint_change is not None:
-            self._on_checkpoint_change(self)
+            try:
+                self._on_checkpoint_change(self)
+            except OSError:
+                self.log_start_offset = previous
+                raise
 
     def set_cleaner_offset(self, offset: int) -> None:
-        """Segments below ``offset`` are compacted (their offsets may have gaps); persisted at once."""
-        self.cleaner_offset = offset
+        """Segments below ``offset`` are compacted (their offsets may have gaps); persisted at once,
+        and only once persisted does the new value count."""
+        previous, self.cleaner_offset = self.cleaner_offset, offset
         if self._on_checkpoint_change is not None:
-            self._on_checkpoint_change(self)
+            try:
+                self._on_checkpoint_change(self)
+            except OSError:
+                self.cleaner_offset = previous
+                raise
 
     def apply_retention(self, now_ms: int | None = None) -> list[int]:
         """Delete whole old segments by ``retention.ms`` and ``retention.bytes``; return their base offsets."""
@@ -542,7 +579,8 @@ class PartitionLog:
                 return deleted
             if retention_ms >= 0:
                 deleted += self._delete_segments(
-                    lambda s, nxt: nxt is not None and s.max_timestamp >= 0 and now_ms - s.max_timestamp > retention_ms)
+                    lambda s, nxt: nxt is not None and (s.is_empty or (s.max_timestamp >= 0
+                                                                          and now_ms - s.max_timestamp > retention_ms)))
             if retention_bytes >= 0:
                 total = self.size_bytes
 
@@ -560,13 +598,30 @@ class PartitionLog:
         """Delete leading non-active segments while ``predicate(segment, next_base)`` holds."""
         deleted = []
         while len(self.segments) > 1 and predicate(self.segments[0], self.segments[1].base_offset):
-            segment = self.segments[0]
+            segment, new_first = self.segments[0], self.segments[1]
+            # the start moves before the segment leaves the view, so a reader never looks below it
+            self.log_start_offset = max(self.log_start_offset, new_first.base_offset)
             self._publish(self.segments[1:])
-            if self.segments[0].base_offset > self.log_start_offset:
-                self._set_log_start_offset(self.segments[0].base_offset)
-            segment.delete()
+            segment.delete()  # unlinking frees space even on a full disk
             deleted.append(segment.base_offset)
+        if deleted and self._on_checkpoint_change is not None:
+            # best effort: after a restart the start is at least the first segment's base anyway
+            try:
+                self._on_checkpoint_change(self)
+            except OSError as exc:
+                log.warning("could not checkpoint the log start offset of %s: %s", self.directory, exc)
         return deleted
+
+    def remove_empty_segments(self) -> list[int]:
+        """Drop inactive segments that compaction emptied, except the first (it holds the log start)."""
+        with self._lock:
+            segments = list(self.segments)
+            doomed = [s for s in segments[1:-1] if s.is_empty]
+            if doomed:
+                self._publish([s for s in segments if s not in doomed])
+                for segment in doomed:
+                    segment.delete()
+            return [s.base_offset for s in doomed]
 
     def truncate_to(self, offset: int) -> None:
         """Remove every record at or above ``offset`` (whole batches, as Kafka does)."""

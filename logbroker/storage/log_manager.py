@@ -29,7 +29,8 @@ import uuid
 
 from ..clock import SYSTEM_CLOCK
 from ..config import LogConfig, validate_topic_name
-from ..errors import KafkaStorageError, OffsetOutOfRangeError, ReadOnlyError, UnknownTopicOrPartitionError
+from ..errors import (InvalidPartitionsError, KafkaStorageError, OffsetOutOfRangeError, ReadOnlyError,
+                      TopicAlreadyExistsError, UnknownTopicOrPartitionError)
 from .files import atomic_write, fsync_dir, read_checkpoint, write_checkpoint
 from .lock import DataDirLock
 from .log import PartitionLog, RecoveryReport, partition_dir_name
@@ -170,8 +171,10 @@ class LogManager:
 
     def refresh_log(self, partition_log: PartitionLog) -> None:
         """Read-only opens: catch ``partition_log`` up with the owner, log start offset included."""
+        key = (partition_log.topic, partition_log.partition)
         starts = read_checkpoint(self._path(LOG_START_OFFSET_CHECKPOINT))
-        partition_log.refresh(starts.get((partition_log.topic, partition_log.partition)))
+        cleaned = read_checkpoint(self._path(CLEANER_OFFSET_CHECKPOINT))
+        partition_log.refresh(starts.get(key), cleaned.get(key, 0))
 
     # ---- topics ------------------------------------------------------------------------------
 
@@ -184,6 +187,8 @@ class LogManager:
         failure remove what was made and raise KafkaStorageError."""
         self._require_writable()
         with self._lock:
+            if name in self.topics:  # checked under the lock: a racing create must not wipe this one
+                raise TopicAlreadyExistsError(f"topic {name!r} already exists")
             meta = TopicMetadata(name, new_topic_id(), partitions, config)
             log_config = meta.log_config
             try:
@@ -200,15 +205,21 @@ class LogManager:
             self.topics[name] = meta
             return meta
 
-    def _open_partitions(self, meta: TopicMetadata, partitions, log_config: LogConfig, *, fresh: bool = True) -> None:
+    def _open_partitions(self, meta: TopicMetadata, partitions, log_config: LogConfig, *,
+                         reopen: dict[int, PartitionLog] | None = None) -> None:
+        """Open new partitions (fresh directories), or ``reopen`` closed ones with their offsets."""
         for partition in partitions:
             directory = self._path(partition_dir_name(meta.name, partition))
-            if fresh and os.path.exists(directory):  # left over from a crash in a delete: start clean
+            previous = (reopen or {}).get(partition)
+            if previous is None and os.path.exists(directory):  # left over from a crash in a delete
                 shutil.rmtree(directory)
             partition_log, _ = PartitionLog.open(
                 directory, meta.name, partition, log_config, clock=self.clock,
+                log_start_offset=previous.log_start_offset if previous else 0,
+                cleaner_offset=previous.cleaner_offset if previous else 0,
+                recovery_point=previous.recovery_point if previous else 0,
                 on_checkpoint_change=self._checkpoint_changed)
-            if fresh:
+            if previous is None:
                 partition_log.write_partition_metadata(meta.topic_id)
             self.logs[(meta.name, partition)] = partition_log
 
@@ -217,6 +228,9 @@ class LogManager:
         with self._lock:
             meta = self.topic(name)
             old = meta.partitions
+            if total <= old:
+                raise InvalidPartitionsError(
+                    f"topic {name!r} has {old} partitions; the new count must be larger, got {total}")
             updated = TopicMetadata(name, meta.topic_id, total, meta.config)
             self._open_partitions(updated, range(old, total), updated.log_config)
             self._write_metadata(updated)
@@ -242,8 +256,9 @@ class LogManager:
         self._require_writable()
         with self._lock:
             meta = self.topic(name)
-            for partition in range(meta.partitions):
-                self.logs[(name, partition)].close()
+            closed = {p: self.logs[(name, p)] for p in range(meta.partitions)}
+            for partition_log in closed.values():
+                partition_log.close()
             renamed: list[tuple[str, str]] = []
             try:
                 for partition in range(meta.partitions):
@@ -258,7 +273,7 @@ class LogManager:
             except OSError as exc:
                 for directory, target in reversed(renamed):
                     os.rename(target, directory)
-                self._open_partitions(meta, range(meta.partitions), meta.log_config, fresh=False)
+                self._open_partitions(meta, range(meta.partitions), meta.log_config, reopen=closed)
                 raise KafkaStorageError(f"cannot delete topic {name!r}: {exc.strerror or exc}") from exc
             del self.topics[name]
             for partition in range(meta.partitions):

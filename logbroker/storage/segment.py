@@ -268,6 +268,18 @@ class LogSegment:
         self.index.write_pending()
         self.time_index.write_pending()
 
+    def write_index_entries_best_effort(self) -> None:
+        """As write_index_entries, but a failure (a full disk) only costs the index files, which the
+        next open rebuilds: the entries stay in memory and the stale files are removed."""
+        try:
+            self.write_index_entries()
+        except OSError as exc:
+            log.warning("cannot write index entries of %s (%s); the index will be rebuilt on the next open",
+                        self.log_path, exc)
+            self.index.delete()
+            self.time_index.delete()
+            self.index.writable = self.time_index.writable = False
+
     def fsync(self) -> None:
         """fsync the log data; safe to run while other threads append."""
         os.fsync(self.fd)

@@ -229,7 +229,8 @@ class LogMachine(RuleBasedStateMachine):
         expected = []
         for segment, nxt in zip(segments, segments[1:]):
             max_ts = max((ts for _, _, ts in self.records[segment.base_offset:nxt.base_offset]), default=-1)
-            if max_ts >= 0 and now - max_ts > limit:
+            # wholly below the log start (delete_records) goes first, whatever its age
+            if nxt.base_offset <= self.log.log_start_offset or (max_ts >= 0 and now - max_ts > limit):
                 expected.append(segment.base_offset)
             else:
                 break

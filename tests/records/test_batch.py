@@ -745,3 +745,41 @@ def test_flips_in_offset_and_epoch_are_not_covered_by_crc(batch, data):
     h = check_batch(bad)
     assert h.crc == check_batch(batch).crc
     assert [(r.key, r.value) for r in decode_records(bad)] == [(r.key, r.value) for r in decode_records(batch)]
+
+
+# ---- deep validation: the records under a valid CRC --------------------------------------------
+
+def _recrc(batch: bytearray) -> bytes:
+    struct.pack_into(">I", batch, 17, crc32c(bytes(batch[21:])))
+    return bytes(batch)
+
+
+def test_garbage_records_under_a_valid_crc_are_refused():
+    batch = bytearray(encode_batch([(b"k", b"value", None, TS), (None, b"v2", None, TS)]))
+    batch[HEADER_SIZE] = 0x7F  # the first record's length varint now claims far more than there is
+    with pytest.raises(CorruptRecordError, match="batch at byte 0"):
+        validate_produced(_recrc(batch))
+
+
+@pytest.mark.parametrize("codec", [GZIP, SNAPPY, LZ4, ZSTD])
+def test_compressed_batch_claiming_more_records_than_it_holds_is_refused(codec):
+    batch = bytearray(encode_batch([(None, b"only one", None, TS)], compression_type=codec))
+    struct.pack_into(">i", batch, 23, 4)  # lastOffsetDelta
+    struct.pack_into(">i", batch, 57, 5)  # recordsCount
+    with pytest.raises(CorruptRecordError):
+        validate_produced(_recrc(batch))
+
+
+def test_max_timestamp_must_match_the_records():
+    batch = bytearray(encode_batch([(None, b"a", None, TS), (None, b"b", None, TS + 7)]))
+    struct.pack_into(">q", batch, 35, TS + 10**9)  # a max timestamp far in the future
+    with pytest.raises(InvalidRecordError, match="max timestamp"):
+        validate_produced(_recrc(batch))
+
+
+@pytest.mark.parametrize("codec", [GZIP, SNAPPY, LZ4, ZSTD])
+def test_decompression_bomb_is_refused(codec):
+    data = encode_batch([(None, bytes(50_000), None, TS)], compression_type=codec)
+    with pytest.raises(CorruptRecordError, match="beyond 10000 bytes"):
+        validate_produced(data, max_decompressed_bytes=10_000)
+    assert validate_produced(data, deep=False)  # the header alone is fine

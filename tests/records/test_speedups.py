@@ -423,3 +423,56 @@ def test_public_round_trip_uses_the_same_bytes():
     assert [(r.key, r.value, r.timestamp, r.offset) for r in decoded] == \
         [(k, v, t, i) for i, (k, v, _, t) in enumerate(records)]
     assert decoded[1].headers == (("i", b"1"),) and decoded[0].headers == ()
+
+
+# ---- scan_records: checking a producer's records without building them -------------------------
+
+def scan_outcome(fn, args):
+    try:
+        return "ok", fn(*args)
+    except (CorruptRecordError, IndexError):
+        return ("corrupt",)
+
+
+@requires_c
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_scan_records_agrees_with_python_on_damaged_sections(data):
+    from logbroker.records import _speedups
+    from logbroker.records.batch import _scan_records_py
+
+    small_blob = st.one_of(st.none(), st.binary(max_size=6))
+    small_headers = st.one_of(st.none(), st.lists(st.tuples(st.text(max_size=3), small_blob), max_size=2))
+    records = data.draw(st.lists(st.tuples(small_blob, small_blob, small_headers,
+                                           st.integers(TS - 2**20, TS + 2**20)), min_size=1, max_size=4))
+    data_, pos, end, count = decode_args(records, TS, None, prefix=data.draw(st.binary(max_size=3)))[:4]
+    buf = bytearray(data_)
+    for _ in range(data.draw(st.integers(0, 3))):
+        action = data.draw(st.sampled_from(["set", "truncate", "count"]))
+        if action == "set" and buf:
+            buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
+        elif action == "truncate":
+            del buf[data.draw(st.integers(0, len(buf))):]
+        elif action == "count":
+            count = data.draw(st.integers(0, count + 3))
+    end = min(end, len(buf))
+    pos = min(pos, end)
+    args = (bytes(buf), pos, end, count, TS)
+    python = scan_outcome(_scan_records_py, args)
+    assert scan_outcome(_speedups.scan_records, args) == python
+    if not buf and count == 0:
+        assert python == ("ok", None)
+
+
+@requires_c
+def test_scan_records_returns_the_max_timestamp_and_checks_offset_deltas():
+    from logbroker.records import _speedups
+    from logbroker.records.batch import _scan_records_py
+
+    records = [(b"k", b"v", [("h", b"x")], TS + d) for d in (5, -3, 40, 0)]
+    args = decode_args(records, TS, None)[:4] + (TS,)
+    assert _speedups.scan_records(*args) == _scan_records_py(*args) == TS + 40
+    gapped = decode_args(records, TS, [0, 1, 3, 4])[:4] + (TS,)  # a compacted batch is no producer's
+    for fn in (_speedups.scan_records, _scan_records_py):
+        with pytest.raises(CorruptRecordError, match="offset delta"):
+            fn(*gapped)
