@@ -201,11 +201,23 @@ read_varint(Reader *r, int max_bytes, uint64_t *raw, unsigned *high)
     return -1;
 }
 
-/* A 5-byte zigzag varint at r->pos. */
+/* A 5-byte zigzag varint at r->pos; one- and two-byte encodings (most fields) take a short cut. */
 static inline int
 read_int(Reader *r, int64_t *value)
 {
     uint64_t raw;
+    Py_ssize_t p = r->pos;
+
+    if (p < r->limit && r->buf[p] < 0x80) {
+        *value = unzigzag(r->buf[p]);
+        r->pos = p + 1;
+        return 0;
+    }
+    if (p + 1 < r->limit && r->buf[p + 1] < 0x80) {
+        *value = unzigzag((uint64_t)(r->buf[p] & 0x7F) | ((uint64_t)r->buf[p + 1] << 7));
+        r->pos = p + 2;
+        return 0;
+    }
     if (read_varint(r, VARINT_MAX_BYTES, &raw, NULL) < 0)
         return -1;
     *value = unzigzag(raw);
