@@ -250,7 +250,10 @@ class Producer:
                 batch.error = exc
 
     def flush(self, timeout: float | None = None) -> None:
-        """Send every open batch and wait until everything sent so far is durable."""
+        """Send every open batch and wait until everything sent so far is durable.
+
+        With ``acks=0`` nothing is waited for: the batches are appended and the broker's flusher
+        fsyncs them moments later (only then do consumers see them)."""
         with self._lock:
             for state in self._topics.values():
                 for batch in state.open:
