@@ -12,9 +12,7 @@ Invariants:
   acknowledged (``wait_durable``) and visible to consumers only once fsynced.  Appends that arrive
   while an fsync runs share the next one (group commit).  With ``flush.messages`` / ``flush.ms``
   relaxed, appends are acknowledged at once and fsynced by count or age;
-* after an unclean shutdown, every segment from the one holding the recovery point is recovered
-  (batches checked, indexes rebuilt, torn or corrupt tail truncated); when a segment had to be
-  truncated, every later segment is deleted: nothing after a damaged byte is trusted.
+* opening a log (after a clean or an unclean shutdown) is loader.py's work.
 """
 
 from __future__ import annotations
@@ -24,16 +22,16 @@ import os
 import struct
 import threading
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..clock import SYSTEM_CLOCK
 from ..config import LogConfig
 from ..errors import CorruptRecordError, InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError, ReadOnlyError
 from ..records.batch import set_base_offset, set_log_append_time, validate_produced
-from .files import (CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX, TIME_INDEX_SUFFIX,
-                    TMP_SUFFIX, atomic_write, fsync_dir, parse_offset_file_name)
-from .segment import LogSegment, SegmentRecovery
+from .files import atomic_write, fsync_dir
+from .loader import RecoveryReport, load_segments, tidy_directory
+from .segment import LogSegment
 
 log = logging.getLogger(__name__)
 
@@ -41,32 +39,6 @@ _pack_offset = struct.Struct(">q").pack
 
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
-
-
-@dataclass
-class RecoveryReport:
-    """What opening a partition after an unclean shutdown found and dropped."""
-
-    topic: str
-    partition: int
-    segments_recovered: int = 0
-    truncated_bytes: int = 0
-    truncated_at: tuple[str, int] | None = None  # (file, byte position) of the first invalid byte
-    reason: str | None = None
-    deleted_segments: list[str] = field(default_factory=list)
-    log_end_offset: int = 0
-
-    @property
-    def dropped_anything(self) -> bool:
-        return bool(self.truncated_bytes or self.deleted_segments)
-
-    def describe(self) -> str:
-        if not self.dropped_anything:
-            return (f"{self.topic}-{self.partition}: recovered {self.segments_recovered} segment(s), "
-                    f"nothing dropped, log end offset {self.log_end_offset}")
-        where = f" at {self.truncated_at[0]} byte {self.truncated_at[1]}" if self.truncated_at else ""
-        return (f"{self.topic}-{self.partition}: truncated {self.truncated_bytes} bytes{where} ({self.reason}); "
-                f"deleted {len(self.deleted_segments)} later segment(s); log end offset now {self.log_end_offset}")
 
 
 class AppendInfo(NamedTuple):
@@ -161,29 +133,7 @@ class PartitionLog:
         return self, report
 
     def _tidy(self) -> list[int]:
-        """Remove leftovers of interrupted work; return the base offsets of the segments present."""
-        bases = set()
-        names = os.listdir(self.directory) if os.path.isdir(self.directory) else []
-        for name in names:
-            path = os.path.join(self.directory, name)
-            if name.endswith((CLEANED_SUFFIX, DELETED_SUFFIX, TMP_SUFFIX)):
-                if self.writable:
-                    os.unlink(path)
-                continue
-            if name.endswith(SWAP_SUFFIX):
-                if self.writable:
-                    os.replace(path, path[: -len(SWAP_SUFFIX)])
-                    name = name[: -len(SWAP_SUFFIX)]
-                else:
-                    continue
-            parsed = parse_offset_file_name(name)
-            if parsed and parsed[1] == LOG_SUFFIX:
-                bases.add(parsed[0])
-        for name in names:  # index files whose log is gone
-            parsed = parse_offset_file_name(name)
-            if parsed and parsed[1] in (INDEX_SUFFIX, TIME_INDEX_SUFFIX) and parsed[0] not in bases and self.writable:
-                os.unlink(os.path.join(self.directory, name))
-        return sorted(bases)
+        return tidy_directory(self.directory, writable=self.writable)
 
     def _new_segment(self, base_offset: int) -> LogSegment:
         return LogSegment(self.directory, base_offset, index_interval_bytes=self.config.index_interval_bytes,
@@ -196,87 +146,13 @@ class PartitionLog:
         return not self.config.compact and base_offset >= self.cleaner_offset
 
     def _load(self, *, clean: bool, recovery_point: int) -> RecoveryReport | None:
-        bases = self._tidy()
-        if not bases:
-            if not self.writable:
-                raise OffsetOutOfRangeError(f"{self.directory} holds no log segments")
-            bases = [0]
-        report = RecoveryReport(self.topic, self.partition)
-        recover_from = bases[max(0, bisect_right(bases, recovery_point) - 1)] if not clean else None
-        segments: list[LogSegment] = []
-        doomed: list[int] = []
-        for i, base in enumerate(bases):
-            try:
-                segment = self._new_segment(base)
-            except FileNotFoundError:  # a read-only open racing the owner's retention
-                continue
-            problem = self._gap_before(segments, segment)
-            if problem:
-                segment.close()
-                report.reason = problem
-                doomed = bases[i:]
-                break
-            if recover_from is not None and base >= recover_from:
-                result = segment.recover()
-                report.segments_recovered += 1
-            else:
-                result = segment.load()
-            if segments and segment.is_empty and segment.base_offset < segments[-1].next_offset:
-                segment.delete() if self.writable else segment.close()
-                continue
-            segments.append(segment)
-            if result is not None and result.truncated_bytes:
-                report.truncated_bytes += result.truncated_bytes
-                report.truncated_at = (result.path, result.valid_bytes)
-                report.reason = result.reason
-                doomed = bases[i + 1:]
-                break
-        # nothing after a damaged byte is trusted; newest first, so a crash midway leaves no gap
-        for base in reversed(doomed):
-            report.deleted_segments.insert(0, self._drop_file_set(base))
-        self._publish(segments)
-        self.log_end_offset = self._compute_log_end_offset()
-        report.log_end_offset = self.log_end_offset
-        if report.dropped_anything:
-            if self.writable:
-                fsync_dir(self.directory)
-            log.warning("recovery of %s dropped data: %s", self.directory, report.describe())
-        elif report.segments_recovered:
-            log.info("recovered %s: %s", self.directory, report.describe())
-        return report if (report.segments_recovered or report.dropped_anything) else None
-
-    @staticmethod
-    def _gap_before(segments: list[LogSegment], segment: LogSegment) -> str | None:
-        """Why ``segment`` cannot follow the segments before it (None when it can)."""
-        if not segments or segments[-1].is_empty:
-            return None
-        previous_end = segments[-1].next_offset
-        # a compacted (non-strict) segment may have lost its last records: a gap after it is normal
-        if segments[-1].strict and segment.base_offset != previous_end:
-            return (f"segment {segment.log_path} starts at offset {segment.base_offset} but the previous "
-                    f"segment ends at offset {previous_end - 1}")
-        if segment.base_offset < previous_end:
-            return (f"segment {segment.log_path} starts at offset {segment.base_offset}, inside the previous "
-                    f"segment (which ends at offset {previous_end - 1})")
-        return None
+        return load_segments(self, clean=clean, recovery_point=recovery_point)
 
     def _compute_log_end_offset(self) -> int:
         for segment in reversed(self.segments):
             if not segment.is_empty:
                 return max(segment.next_offset, self.segments[-1].base_offset)
         return self.segments[-1].base_offset
-
-    def _drop_file_set(self, base: int) -> str:
-        from .files import offset_file_name
-
-        path = os.path.join(self.directory, offset_file_name(base, LOG_SUFFIX))
-        if self.writable:
-            for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
-                try:
-                    os.unlink(os.path.join(self.directory, offset_file_name(base, suffix)))
-                except FileNotFoundError:
-                    pass
-        return path
 
     # ---- appending ---------------------------------------------------------------------------
 
