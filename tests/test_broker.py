@@ -549,3 +549,11 @@ def test_clean_shutdown_has_no_recovery_reports(path):
     with Broker.open(path, housekeeping=False) as broker:
         assert broker.recovery_reports == []
         assert fetched_values(broker, "t") == [b"a"]
+
+
+def test_broker_side_compression_type_other_than_producer_is_refused(tmp_path):
+    # batches are stored as produced; a recompression setting that would be ignored is refused instead
+    with Broker.open(str(tmp_path / "data"), housekeeping=False) as broker:
+        with pytest.raises(InvalidConfigError, match="compression.type"):
+            broker.create_topic("t", config={"compression.type": "gzip"})
+        assert broker.create_topic("t", config={"compression.type": "producer"}).config == {"compression.type": "producer"}
