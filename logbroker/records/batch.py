@@ -219,7 +219,8 @@ def validate_produced(records: bytes, *, max_message_bytes: int | None = None, d
     idempotent batch has ``baseSequence >= 0``, and no batch exceeds ``max.message.bytes``.
     With ``deep`` (the default) the records themselves are walked too, as Kafka's LogValidator does:
     a CRC only proves the bytes are what the producer sent, not that they are records.  That is one
-    pass over the (decompressed) records section per batch, building nothing.
+    pass over the (decompressed) records section per batch, building nothing.  A returned header
+    carries the records' true max timestamp, which may differ from the one in the batch's bytes.
     """
     if not records:
         raise InvalidRecordError("no record batches in the request")
@@ -249,7 +250,11 @@ def validate_produced(records: bytes, *, max_message_bytes: int | None = None, d
                 f"batch at byte {pos} has producer id {header.producer_id} but base sequence "
                 f"{header.base_sequence}")
         if deep:
-            _check_produced_records(records, pos, header, max_decompressed_bytes or MAX_DECOMPRESSED_BYTES)
+            max_timestamp = _check_produced_records(records, pos, header,
+                                                    max_decompressed_bytes or MAX_DECOMPRESSED_BYTES)
+            if header.timestamp_type == CREATE_TIME and max_timestamp != header.max_timestamp:
+                # the append writes the right value in (and redoes the CRC), as Kafka does
+                header = header._replace(max_timestamp=max_timestamp)
         batches.append((pos, header))
         pos += header.size
     return batches
@@ -259,9 +264,10 @@ def validate_produced(records: bytes, *, max_message_bytes: int | None = None, d
 MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
 
 
-def _check_produced_records(records, pos: int, header: BatchHeader, max_decompressed_bytes: int) -> None:
-    """Walk the records of one produced batch: structure, count, offset deltas 0..n-1, and (for
-    CreateTime) a max timestamp equal to the header's.  Raises CorruptRecordError or InvalidRecordError."""
+def _check_produced_records(records, pos: int, header: BatchHeader, max_decompressed_bytes: int) -> int | None:
+    """Walk the records of one produced batch: structure, count and offset deltas 0..n-1.  Returns
+    the records' max timestamp (the header's may be wrong: old Sarama sends -1, and Kafka then writes
+    the right one in, as the append does).  Raises CorruptRecordError."""
     if header.compression:
         data = compression.decompress(header.compression, bytes(records[pos + HEADER_SIZE : pos + header.size]),
                                       max_size=max_decompressed_bytes)
@@ -272,12 +278,9 @@ def _check_produced_records(records, pos: int, header: BatchHeader, max_decompre
         data = bytes(records[pos + HEADER_SIZE : pos + header.size])
         start, end = 0, len(data)
     try:
-        max_timestamp = _scan_records(data, start, end, header.records_count, header.base_timestamp)
+        return _scan_records(data, start, end, header.records_count, header.base_timestamp)
     except CorruptRecordError as exc:
         raise CorruptRecordError(f"batch at byte {pos}: {exc}") from None
-    if header.timestamp_type == CREATE_TIME and max_timestamp != header.max_timestamp:
-        raise InvalidRecordError(
-            f"batch at byte {pos} says its max timestamp is {header.max_timestamp} but its records' is {max_timestamp}")
 
 
 def _scan_records(data: bytes, start: int, end: int, count: int, base_timestamp: int):
@@ -297,12 +300,21 @@ def _scan_records_py(data: bytes, start: int, end: int, count: int, base_timesta
     for i, record in enumerate(decoded):
         if record.offset != i:
             raise CorruptRecordError(f"record {i} of the batch has offset delta {record.offset}")
+        if not -(2**63) <= record.timestamp < 2**63:
+            raise CorruptRecordError(f"record {i} of the batch has a timestamp delta out of range")
     return max((r.timestamp for r in decoded), default=None)
 
 
 def set_base_offset(batch: bytearray, pos: int, base_offset: int) -> None:
     """Stamp a base offset in place (bytes 0-7: outside the CRC, so nothing else changes)."""
     _OFFSET.pack_into(batch, pos, base_offset)
+
+
+def set_max_timestamp(batch: bytearray, pos: int, header: BatchHeader, timestamp: int) -> None:
+    """Write a CreateTime batch's true max timestamp into its header, and redo its CRC."""
+    struct.pack_into(">q", batch, pos + 35, timestamp)
+    crc = crc32c(memoryview(batch)[pos + CRC_START : pos + header.size])
+    struct.pack_into(">I", batch, pos + 17, crc)
 
 
 def set_log_append_time(batch: bytearray, pos: int, header: BatchHeader, timestamp: int) -> None:

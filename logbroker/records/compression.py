@@ -15,6 +15,7 @@ snappy, lz4 and zstd come from ``cramjam``.
 from __future__ import annotations
 
 import gzip
+import mmap
 import struct
 import zlib
 
@@ -59,11 +60,31 @@ def compress(codec: int, data: bytes) -> bytes:
     raise InvalidRecordError(f"unknown compression codec {codec}")
 
 
-def _snappy_decompress(data: bytes) -> bytes:
+def _bounded(module, data: bytes, max_size: int) -> bytes:
+    """Decompress into an anonymous mapping of ``max_size + 1`` bytes: its pages cost nothing until
+    written, and the codec stops (with an error) when the output would not fit."""
+    buffer = mmap.mmap(-1, max_size + 1)
+    try:
+        try:
+            size = module.decompress_into(data, buffer)
+        except Exception as exc:
+            raise CorruptRecordError(f"records do not decompress within {max_size} bytes: {exc}") from None
+        if size > max_size:
+            raise CorruptRecordError(f"records decompress beyond {max_size} bytes")
+        return buffer[:size]
+    finally:
+        buffer.close()
+
+
+def _snappy_decompress(data: bytes, max_size: int | None = None) -> bytes:
+    limit = float("inf") if max_size is None else max_size
     if data[:8] != _XERIAL_MAGIC:
+        if cramjam.snappy.decompress_raw_len(data) > limit:
+            raise CorruptRecordError(f"snappy records would decompress beyond {max_size} bytes")
         return bytes(cramjam.snappy.decompress_raw(data))
     pos = 16  # magic + int32 version + int32 compatible version
     out = []
+    total = 0
     while pos < len(data):
         if pos + 4 > len(data):
             raise CorruptRecordError("truncated xerial snappy block length")
@@ -71,7 +92,11 @@ def _snappy_decompress(data: bytes) -> bytes:
         pos += 4
         if length < 0 or pos + length > len(data):
             raise CorruptRecordError("xerial snappy block runs past the end of the data")
-        out.append(bytes(cramjam.snappy.decompress_raw(data[pos : pos + length])))
+        block = data[pos : pos + length]
+        total += cramjam.snappy.decompress_raw_len(block)
+        if total > limit:
+            raise CorruptRecordError(f"snappy records would decompress beyond {max_size} bytes")
+        out.append(bytes(cramjam.snappy.decompress_raw(block)))
         pos += length
     return b"".join(out)
 
@@ -79,8 +104,8 @@ def _snappy_decompress(data: bytes) -> bytes:
 def decompress(codec: int, data: bytes, *, max_size: int | None = None) -> bytes:
     """Decompress the records section; any codec failure becomes CorruptRecordError.
 
-    With ``max_size``, output beyond it is refused (CorruptRecordError): gzip and raw snappy stop
-    before producing it; lz4, zstd and framed snappy are checked once decompressed.
+    With ``max_size``, output beyond it is refused (CorruptRecordError) without ever being produced:
+    a few bytes of zstd can claim gigabytes.
     """
     try:
         if codec == NONE:
@@ -88,13 +113,10 @@ def decompress(codec: int, data: bytes, *, max_size: int | None = None) -> bytes
         elif codec == GZIP:
             out = _gzip_decompress(data, max_size)
         elif codec == SNAPPY:
-            if max_size is not None and data[:8] != _XERIAL_MAGIC and cramjam.snappy.decompress_raw_len(data) > max_size:
-                raise CorruptRecordError(f"snappy records would decompress beyond {max_size} bytes")
-            out = _snappy_decompress(data)
-        elif codec == LZ4:
-            out = bytes(cramjam.lz4.decompress(data))
-        elif codec == ZSTD:
-            out = bytes(cramjam.zstd.decompress(data))
+            out = _snappy_decompress(data, max_size)
+        elif codec in (LZ4, ZSTD):
+            module = cramjam.lz4 if codec == LZ4 else cramjam.zstd
+            out = bytes(module.decompress(data)) if max_size is None else _bounded(module, data, max_size)
         else:
             raise CorruptRecordError(f"unknown compression codec {codec}")
     except CorruptRecordError:

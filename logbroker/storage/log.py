@@ -28,7 +28,7 @@ from typing import NamedTuple
 from ..clock import SYSTEM_CLOCK
 from ..config import LogConfig
 from ..errors import CorruptRecordError, InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError, ReadOnlyError
-from ..records.batch import set_base_offset, set_log_append_time, validate_produced
+from ..records.batch import set_base_offset, set_log_append_time, set_max_timestamp, validate_produced
 from .files import atomic_write, fsync_dir
 from .loader import RecoveryReport, load_segments, tidy_directory
 from .segment import LogSegment
@@ -36,6 +36,7 @@ from .segment import LogSegment
 log = logging.getLogger(__name__)
 
 _pack_offset = struct.Struct(">q").pack
+_unpack_timestamp = struct.Struct(">q").unpack_from
 
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
@@ -196,6 +197,12 @@ class PartitionLog:
                     set_log_append_time(batch, 0, header, now)
                     pieces.append(batch)
                     timestamp = now
+                elif header.max_timestamp != _unpack_timestamp(view, pos + 35)[0]:
+                    batch = bytearray(view[pos:end])  # the producer's max timestamp was wrong
+                    set_base_offset(batch, 0, offset)
+                    set_max_timestamp(batch, 0, header, header.max_timestamp)
+                    pieces.append(batch)
+                    timestamp = header.max_timestamp
                 else:
                     pieces.append(_pack_offset(offset))
                     pieces.append(view[pos + 8 : end])
@@ -365,8 +372,7 @@ class PartitionLog:
         with self._lock:
             if cleaner_offset is not None and cleaner_offset > self.cleaner_offset:
                 self.cleaner_offset = cleaner_offset
-                for segment in self.segments:
-                    segment.strict = self._strict(segment.base_offset)
+                self._restrict()
             present = set(self._tidy())
             segments = [s for s in self.segments if s.base_offset in present] or list(self.segments[-1:])
             known = segments[-1].base_offset
@@ -441,6 +447,8 @@ class PartitionLog:
             except OSError:
                 self.cleaner_offset = previous
                 raise
+        with self._lock:
+            self._restrict()
 
     def apply_retention(self, now_ms: int | None = None) -> list[int]:
         """Delete whole old segments by ``retention.ms`` and ``retention.bytes``; return their base offsets."""
@@ -547,6 +555,12 @@ class PartitionLog:
             if self.writable and config.sync_on_append and not self.config.sync_on_append:
                 self._flush_locked()
             self.config = config
+            self._restrict()
+
+    def _restrict(self) -> None:
+        """Recompute which segments must have contiguous offsets (policy or cleaner offset changed)."""
+        for segment in self.segments:
+            segment.strict = self._strict(segment.base_offset)
 
     @property
     def size_bytes(self) -> int:

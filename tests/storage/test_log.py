@@ -11,7 +11,7 @@ import pytest
 
 from logbroker.clock import ManualClock
 from logbroker.errors import CorruptRecordError, InvalidRecordError, OffsetOutOfRangeError, RecordTooLargeError
-from logbroker.records import LOG_APPEND_TIME, decode_all, iter_batches, read_header
+from logbroker.records import LOG_APPEND_TIME, check_batch, decode_all, iter_batches, read_header
 from logbroker.storage.cleaner import compact_log
 from logbroker.storage.files import CLEANED_SUFFIX, SWAP_SUFFIX
 
@@ -649,3 +649,23 @@ def test_recovery_does_not_trust_segments_after_a_gap(tmp_path):
         assert log.log_end_offset == 5 and report.dropped_anything
     finally:
         log.close()
+
+
+def test_a_batch_with_a_wrong_max_timestamp_is_stored_with_the_right_one(tmp_path):
+    """Old Sarama clients send maxTimestamp -1; like Kafka, the append writes the records' max in."""
+    import crc32c
+
+    log, _ = open_log(tmp_path)
+    wrong = bytearray(batch([b"a", b"b"], ts=[T0 + 5, T0 + 9]))
+    struct.pack_into(">q", wrong, 35, -1)
+    struct.pack_into(">I", wrong, 17, crc32c.crc32c(bytes(wrong[21:])))
+    info = append_durably(log, bytes(wrong))
+    assert log.offset_for_timestamp(T0 + 6) == (info.base_offset + 1, T0 + 9)
+    stored = log.read(0).records
+    header = check_batch(stored)  # the CRC was redone
+    assert header.max_timestamp == T0 + 9
+    log.close()
+    log, report = open_log(tmp_path, clean=False)  # recovery accepts it too
+    assert report is None or not report.dropped_anything
+    assert check_batch(log.read(0).records).max_timestamp == T0 + 9
+    log.close()
