@@ -20,12 +20,11 @@ leftover ``.cleaned`` file is deleted on the next open.  One pass at a time per 
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 
 from ..records.batch import decode_records, encode_batch
-from .files import CLEANED_SUFFIX, write_all
+from .files import CLEANED_SUFFIX, write_synced
 
 
 @dataclass
@@ -111,15 +110,7 @@ def _compact(partition_log, now_ms: int, force: bool) -> CleanerStats | None:
         stats.bytes_before += segment.size
         stats.bytes_after += len(data)
         cleaned_path = f"{segment.log_path}.{uuid.uuid4().hex[:8]}{CLEANED_SUFFIX}"
-        fd = os.open(cleaned_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        except OSError:
-            os.close(fd)
-            os.unlink(cleaned_path)  # no half-written leftovers pile up on a full disk
-            raise
-        os.close(fd)
+        write_synced(cleaned_path, data)
         # the cleaner offset first: the rewritten segment may now have gaps, and must be opened as such
         if partition_log.cleaner_offset < active_base:
             partition_log.set_cleaner_offset(active_base)

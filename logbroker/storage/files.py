@@ -49,20 +49,26 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole."""
-    directory = os.path.dirname(path) or "."
-    # a short temporary name: the target's own name may already be near the 255-byte limit
-    tmp = os.path.join(directory, f".{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+def write_synced(path: str, data) -> None:
+    """Write ``data`` as the whole content of a new file at ``path`` and fsync it; on failure (a full
+    disk) the partial file is removed, so no half-written leftovers pile up."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         write_all(fd, data)
         os.fsync(fd)
     except OSError:
         os.close(fd)
-        os.unlink(tmp)
+        os.unlink(path)
         raise
     os.close(fd)
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole."""
+    directory = os.path.dirname(path) or "."
+    # a short temporary name: the target's own name may already be near the 255-byte limit
+    tmp = os.path.join(directory, f".{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
+    write_synced(tmp, data)
     os.replace(tmp, path)
     fsync_dir(directory)
 
