@@ -22,6 +22,8 @@ from logbroker.errors import (BrokerClosedError, CorruptRecordError, DataDirLock
                               TopicAlreadyExistsError, UnknownTopicOrPartitionError)
 from logbroker.records import decode_all, encode_batch
 
+from helpers import tree
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -32,14 +34,6 @@ def batch(*values: bytes, ts: int = 1_000, key: bytes | None = None) -> bytes:
 def fetched_values(broker, topic: str, partition: int = 0, offset: int = 0) -> list[bytes]:
     info = broker.fetch(topic, partition, offset)
     return [r.value for r in decode_all(info.records) if r.offset >= offset]
-
-
-def tree(root) -> set[str]:
-    out = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            out.add(os.path.relpath(os.path.join(dirpath, name), root))
-    return out
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 from crc32c import crc32c
 
@@ -696,8 +696,3 @@ def describe_control_record(record: Record) -> str:
         _, coordinator_epoch = struct.unpack_from(">hi", record.value)
         return f"{name} (coordinator epoch {coordinator_epoch})"
     return name
-
-
-def encode_simple(values: Iterable[bytes], timestamp: int, **kwargs) -> bytes:
-    """Convenience: a batch of keyless, headerless values at one timestamp."""
-    return encode_batch([(None, v, None, timestamp) for v in values], **kwargs)

@@ -142,12 +142,6 @@ class OffsetIndex(_Index):
             return self.base_offset, 0
         return self.base_offset + self.relative_offsets[i], self.positions[i]
 
-    def truncate_to_position(self, position: int) -> None:
-        """Drop the entries that point at or past ``position``."""
-        keep = bisect_right(self.positions, position - 1)
-        del self.relative_offsets[keep:]
-        del self.positions[keep:]
-
     @property
     def last_entry(self) -> tuple[int, int]:
         if not self.positions:
@@ -205,11 +199,6 @@ class TimeIndex(_Index):
         if i < 0:
             return self.base_offset
         return self.base_offset + self.relative_offsets[i]
-
-    def truncate_to_offset(self, next_offset: int) -> None:
-        keep = bisect_right(self.relative_offsets, next_offset - 1 - self.base_offset)
-        del self.timestamps[keep:]
-        del self.relative_offsets[keep:]
 
     @property
     def max_timestamp(self) -> int:

@@ -424,31 +424,30 @@ class PartitionLog:
                 except OSError as exc:
                     raise KafkaStorageError(f"cannot checkpoint the new log start offset of {self.directory}: "
                                             f"{exc.strerror or exc}") from exc
-                self._delete_segments(lambda s, nxt: nxt is not None and nxt <= self.log_start_offset)
+                self._delete_segments_below_start()
             return self.log_start_offset
 
     def _set_log_start_offset(self, offset: int) -> None:
         """Persist, then move, the log start offset (records below it must not come back)."""
-        previous, self.log_start_offset = self.log_start_offset, offset
-        if self._on_checkpoint_change is not None:
-            try:
-                self._on_checkpoint_change(self)
-            except OSError:
-                self.log_start_offset = previous
-                raise
+        self._persist("log_start_offset", offset)
 
     def set_cleaner_offset(self, offset: int) -> None:
-        """Segments below ``offset`` are compacted (their offsets may have gaps); persisted at once,
-        and only once persisted does the new value count."""
-        previous, self.cleaner_offset = self.cleaner_offset, offset
+        """Segments below ``offset`` are compacted (their offsets may have gaps)."""
+        self._persist("cleaner_offset", offset)
+        with self._lock:
+            self._restrict()
+
+    def _persist(self, name: str, value: int) -> None:
+        """Set a checkpointed offset; it counts only once the checkpoint is written (an OSError
+        restores the previous value and propagates)."""
+        previous = getattr(self, name)
+        setattr(self, name, value)
         if self._on_checkpoint_change is not None:
             try:
                 self._on_checkpoint_change(self)
             except OSError:
-                self.cleaner_offset = previous
+                setattr(self, name, previous)
                 raise
-        with self._lock:
-            self._restrict()
 
     def apply_retention(self, now_ms: int | None = None) -> list[int]:
         """Delete whole old segments by ``retention.ms`` and ``retention.bytes``; return their base offsets."""
@@ -458,7 +457,7 @@ class PartitionLog:
         retention_ms, retention_bytes = self.config.retention_ms, self.config.retention_bytes
         with self._lock:
             # segments left wholly below the log start (by delete_records) go under any policy
-            deleted = self._delete_segments(lambda s, nxt: nxt is not None and nxt <= self.log_start_offset)
+            deleted = self._delete_segments_below_start()
             if not self.config.delete:
                 return deleted
             if retention_ms >= 0:
@@ -477,6 +476,10 @@ class PartitionLog:
 
                 deleted += self._delete_segments(over)
             return deleted
+
+    def _delete_segments_below_start(self) -> list[int]:
+        """Delete the leading segments left wholly below the log start offset (by delete_records)."""
+        return self._delete_segments(lambda s, nxt: nxt is not None and nxt <= self.log_start_offset)
 
     def _delete_segments(self, predicate) -> list[int]:
         """Delete leading non-active segments while ``predicate(segment, next_base)`` holds."""

@@ -10,16 +10,9 @@ import pytest
 
 from logbroker.broker import Broker
 
+from helpers import tree
+
 PARTITION_KEYS = {"partition", "log_start_offset", "log_end_offset", "high_watermark", "segments", "size_bytes"}
-
-
-def tree(root) -> set[str]:
-    """Every path under ``root``, relative to it."""
-    out = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            out.add(os.path.relpath(os.path.join(dirpath, name), root))
-    return out
 
 
 def overrides(data_dir: str, topic: str) -> dict:

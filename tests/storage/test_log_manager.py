@@ -20,6 +20,8 @@ from logbroker.records import encode_batch
 from logbroker.storage.lock import is_locked, read_lock_owner
 from logbroker.storage.log_manager import CLEAN_SHUTDOWN_MARKER
 
+from helpers import tree
+
 from ._helpers import fetch_all as values
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -138,10 +140,6 @@ def try_open_elsewhere(path):
                          env=child_env())
     assert out.returncode == 0, out.stderr
     return tuple(json.loads(out.stdout))
-
-
-def tree(root):
-    return sorted(os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files)
 
 
 # ---- the owner lock --------------------------------------------------------------------------
