@@ -18,6 +18,11 @@ from .errors import InvalidConfigError
 
 LONG_MAX = 9_223_372_036_854_775_807
 
+# Kafka's broker config ``producer.id.expiration.ms``: an idempotent producer's state in a partition
+# is forgotten after this long without writes (retention never forgets it).  A broker-wide setting,
+# not a topic config: PartitionLog and LogManager take it as ``producer_id_expiration_ms``.
+PRODUCER_ID_EXPIRATION_MS = 86_400_000
+
 
 def _int_parser(minimum: int, maximum: int = LONG_MAX) -> Callable[[str], int]:
     def parse(text: str) -> int:

@@ -2,7 +2,8 @@
 
 Every error carries the Kafka error code a wire client would see for it (``error_code``), so the
 server (and the CLI) translate exceptions in exactly one place.  Codes are Kafka's; -1 is
-UNKNOWN_SERVER_ERROR for conditions Kafka has no code for.
+UNKNOWN_SERVER_ERROR for conditions Kafka has no code for.  ``retriable`` says whether a producer
+may send the same batch again (same producer id, epoch and sequence) and hope for another answer.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ class LogbrokerError(Exception):
     """Root of every error logbroker raises on purpose."""
 
     error_code = -1  # UNKNOWN_SERVER_ERROR
+    retriable = False
 
 
 class OffsetOutOfRangeError(LogbrokerError):
@@ -26,6 +28,13 @@ class CorruptRecordError(LogbrokerError):
 
 class UnknownTopicOrPartitionError(LogbrokerError):
     error_code = 3
+
+
+class RequestTimedOutError(LogbrokerError):
+    """No answer in time: the request may or may not have taken effect (a lost acknowledgement)."""
+
+    error_code = 7
+    retriable = True
 
 
 class RecordTooLargeError(LogbrokerError):
@@ -56,10 +65,35 @@ class InvalidRequestError(LogbrokerError):
     error_code = 42
 
 
+class OutOfOrderSequenceError(LogbrokerError):
+    """An idempotent batch's sequence does not follow the producer's last one (OUT_OF_ORDER_SEQUENCE_NUMBER)."""
+
+    error_code = 45
+
+
+class DuplicateSequenceError(LogbrokerError):
+    """DUPLICATE_SEQUENCE_NUMBER: older brokers' answer to a retried batch; clients treat it as success.
+    logbroker answers a duplicate with the original offsets instead (``AppendInfo.duplicate``)."""
+
+    error_code = 46
+
+
+class InvalidProducerEpochError(LogbrokerError):
+    """The batch's producer epoch is older than the one the partition knows: the producer was fenced."""
+
+    error_code = 47
+
+
 class KafkaStorageError(LogbrokerError):
     """The disk said no (EIO, ENOSPC, ...): the partition cannot take the write."""
 
     error_code = 56
+
+
+class UnknownProducerIdError(LogbrokerError):
+    """UNKNOWN_PRODUCER_ID: what brokers before Kafka 2.5 answered when a producer's state was gone."""
+
+    error_code = 59
 
 
 class InvalidRecordError(LogbrokerError):
@@ -75,6 +109,10 @@ class DataDirLockedError(LogbrokerError):
         super().__init__(message)
         self.owner_pid = owner_pid
         self.listen = listen
+
+
+class CorruptSnapshotError(LogbrokerError):
+    """A producer-state ``.snapshot`` file failed its checks (length, version, CRC); it is rebuilt from the log."""
 
 
 class ReadOnlyError(LogbrokerError):

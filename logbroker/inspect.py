@@ -1,4 +1,4 @@
-"""Offline inspection of a data directory or of single segment files: dump, verify, repair.
+"""Offline inspection of a data directory or of single segment files: dump, verify, repair, producers.
 
 Everything here reads files directly (no broker, no lock), so it works on a copy of a data
 directory or next to a running broker.  ``verify_data_dir`` checks what the storage layer promises:
@@ -6,6 +6,8 @@ every batch's CRC and structure, offsets increasing (contiguous except in compac
 segments following each other, and index entries pointing at batch starts with consistent offsets.
 Each problem names the file and byte position.  ``repair_data_dir`` is the one writing function:
 it takes the directory's lock and runs full recovery (truncating damaged tails, rebuilding indexes).
+``producer_states`` shows what each partition knows of its idempotent producers (newest snapshot,
+then the batches after it), as the broker would rebuild it, without changing any file.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ import re
 from dataclasses import dataclass
 
 from .config import LogConfig
-from .errors import CorruptRecordError, LogbrokerError
+from .errors import CorruptRecordError, CorruptSnapshotError, LogbrokerError
 from .records.batch import (CONTROL_TYPES, HEADER_SIZE, BatchHeader, IncompleteBatchError, check_batch,
                             decode_records, describe_control_record)
 from .records.compression import CODEC_NAMES
-from .storage.files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, parse_offset_file_name
+from .storage.files import (INDEX_SUFFIX, LOG_SUFFIX, SNAPSHOT_SUFFIX, TIME_INDEX_SUFFIX, parse_offset_file_name,
+                            read_checkpoint)
 from .storage.index import read_offset_index, read_time_index
-from .storage.files import read_checkpoint
-from .storage.log_manager import CLEANER_OFFSET_CHECKPOINT, METADATA_DIR
+from .storage.log import PartitionLog
+from .storage.log_manager import CLEANER_OFFSET_CHECKPOINT, LOG_START_OFFSET_CHECKPOINT, METADATA_DIR
+from .storage.producer_state import ProducerEntry, decode_snapshot, list_snapshots
 
 _PARTITION_DIR = re.compile(r"^(.+)-(\d+)$")
 
@@ -95,8 +99,29 @@ def dump_log(path: str, *, records: bool = False):
         pos += header.size
 
 
+def snapshot_entry_to_dict(entry: ProducerEntry) -> dict:
+    """One producer-snapshot entry as its file holds it (the last batch only)."""
+    last = entry.batches[-1] if entry.batches else None
+    return {"producer_id": entry.producer_id, "epoch": entry.epoch,
+            "first_sequence": last.first_seq if last else -1, "last_sequence": entry.last_seq,
+            "last_offset": entry.last_offset, "offset_delta": last.offset_delta if last else 0,
+            "timestamp": entry.last_timestamp, "coordinator_epoch": entry.coordinator_epoch,
+            "current_txn_first_offset": entry.current_txn_first_offset}
+
+
+def dump_snapshot(path: str) -> list[dict]:
+    """The entries of a producer-state ``.snapshot`` file; a damaged one gives one {"error": ...}."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        return [snapshot_entry_to_dict(entry) for entry in decode_snapshot(data, path)]
+    except CorruptSnapshotError as exc:
+        return [{"position": 0, "error": str(exc)}]
+
+
 def dump_file(path: str, *, records: bool = False) -> list[dict]:
-    """Dicts describing any segment-family file: batches, index entries or time-index entries."""
+    """Dicts describing any segment-family file: batches, index or time-index entries, or the
+    producer entries of a snapshot."""
     parsed = parse_offset_file_name(os.path.basename(path))
     base = parsed[0] if parsed else 0
     if path.endswith(LOG_SUFFIX):
@@ -105,7 +130,9 @@ def dump_file(path: str, *, records: bool = False) -> list[dict]:
         return [{"offset": base + rel, "position": pos} for rel, pos in read_offset_index(path)]
     if path.endswith(TIME_INDEX_SUFFIX):
         return [{"timestamp": ts, "offset": base + rel} for ts, rel in read_time_index(path)]
-    raise ValueError(f"{path}: not a .log, .index or .timeindex file")
+    if path.endswith(SNAPSHOT_SUFFIX):
+        return dump_snapshot(path)
+    raise ValueError(f"{path}: not a .log, .index, .timeindex or .snapshot file")
 
 
 def format_entry(path: str, item: dict) -> str:
@@ -116,6 +143,11 @@ def format_entry(path: str, item: dict) -> str:
         return f"offset: {item['offset']} position: {item['position']}"
     if path.endswith(TIME_INDEX_SUFFIX):
         return f"timestamp: {item['timestamp']} offset: {item['offset']}"
+    if path.endswith(SNAPSHOT_SUFFIX):
+        return (f"producerId: {item['producer_id']} producerEpoch: {item['epoch']} "
+                f"coordinatorEpoch: {item['coordinator_epoch']} currentTxnFirstOffset: {item['current_txn_first_offset']} "
+                f"firstSequence: {item['first_sequence']} lastSequence: {item['last_sequence']} "
+                f"lastOffset: {item['last_offset']} offsetDelta: {item['offset_delta']} timestamp: {item['timestamp']}")
     line = (f"baseOffset: {item['base_offset']} lastOffset: {item['last_offset']} count: {item['count']} "
             f"position: {item['position']} size: {item['size']} crc: {item['crc']:#010x} "
             f"compression: {item['compression']} {item['timestamp_type']}: {item['max_timestamp']} "
@@ -200,6 +232,11 @@ def verify_partition(directory: str, *, compacted: bool = False, cleaner_offset:
             pos += header.size
         previous_next = expected
         problems += _verify_indexes(directory, base, batch_starts, expected)
+    for offset in list_snapshots(directory):
+        path = os.path.join(directory, f"{offset:020d}{SNAPSHOT_SUFFIX}")
+        item = dump_snapshot(path)
+        if item and "error" in item[0]:
+            problems.append(Problem(path, 0, item[0]["error"]))
     return problems
 
 
@@ -259,6 +296,40 @@ def verify_data_dir(data_dir: str) -> list[Problem]:
     return problems
 
 
+# ---- producers -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PartitionProducers:
+    """What one partition knows of its idempotent producers (``error`` when it could not be read)."""
+
+    topic: str
+    partition: int
+    producers: list[ProducerEntry]
+    error: str | None = None
+
+
+def producer_states(data_dir: str) -> list[PartitionProducers]:
+    """Every partition's producer entries, rebuilt as an opening broker would (newest valid snapshot
+    at or below the log end, then the batch headers after it), read-only and without the lock."""
+    configs = _topic_configs(data_dir)
+    starts = read_checkpoint(os.path.join(data_dir, LOG_START_OFFSET_CHECKPOINT))
+    out = []
+    for path, topic, partition in partition_dirs(data_dir):
+        config = configs.get(topic)
+        if not isinstance(config, LogConfig):
+            config = LogConfig.from_overrides({})
+        try:
+            partition_log, _ = PartitionLog.open(path, topic, partition, config, writable=False,
+                                                 log_start_offset=starts.get((topic, partition), 0))
+            try:
+                out.append(PartitionProducers(topic, partition, partition_log.producer_state))
+            finally:
+                partition_log.close()
+        except (LogbrokerError, OSError) as exc:
+            out.append(PartitionProducers(topic, partition, [], str(exc)))
+    return out
+
+
 def repair_data_dir(data_dir: str):
     """Take the lock and recover every partition from its first byte; return the recovery reports."""
     from .storage.log_manager import LogManager
@@ -270,5 +341,5 @@ def repair_data_dir(data_dir: str):
         manager.close()
 
 
-__all__ = ["Problem", "dump_file", "format_entry", "verify_data_dir", "verify_partition", "repair_data_dir",
-           "CONTROL_TYPES", "HEADER_SIZE"]
+__all__ = ["Problem", "PartitionProducers", "dump_file", "format_entry", "producer_states", "verify_data_dir",
+           "verify_partition", "repair_data_dir", "CONTROL_TYPES", "HEADER_SIZE"]

@@ -151,7 +151,7 @@ def test_dump_flags_a_torn_tail(files):
 
 
 def test_dump_rejects_other_files(path, files):
-    with pytest.raises(ValueError, match="not a .log, .index or .timeindex file"):
+    with pytest.raises(ValueError, match="not a .log, .index, .timeindex or .snapshot file"):
         dump_file(os.path.join(path, "t-0", "partition.metadata"))
 
 

@@ -1,4 +1,4 @@
-"""``logbroker inspect dump|verify|repair``: offline tools over files, no broker needed."""
+"""``logbroker inspect dump|verify|repair|producers``: offline tools over files, no broker needed."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def inspect() -> None:
 @click.option("--records", is_flag=True, help="Also print every record of each batch.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per batch or index entry per line.")
 def dump(paths: tuple[str, ...], records: bool, as_json: bool) -> None:
-    """Print the batches of .log files and the entries of .index / .timeindex files.
+    """Print the batches of .log files, the entries of .index / .timeindex files and the producer
+    entries of .snapshot files.
 
     \b
     Example:
@@ -95,3 +96,39 @@ def repair(data_dir: str) -> None:
     for report in reports:
         click.echo(report.describe())
     click.echo(f"Repaired {len(reports)} partition(s); {len(dropped)} had data dropped.")
+
+
+@inspect.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per producer and partition per line.")
+def producers(data_dir: str, as_json: bool) -> None:
+    """List the idempotent producers each partition knows: epoch, last sequence, last offset.
+
+    Rebuilt as an opening broker would (newest snapshot, then the log after it), without the lock
+    and without changing any file.  Exits 1 if a partition could not be read.
+
+    \b
+    Example:
+        logbroker inspect producers ./data --json
+    """
+    from ..inspect import producer_states
+
+    states = producer_states(data_dir)
+    rows = [(state, entry) for state in states for entry in state.producers]
+    if as_json:
+        for state, entry in rows:
+            click.echo(json.dumps({"topic": state.topic, "partition": state.partition, **entry.to_dict()}))
+    elif rows:
+        header = ("TOPIC", "PARTITION", "PRODUCER_ID", "EPOCH", "LAST_SEQUENCE", "LAST_OFFSET", "LAST_TIMESTAMP")
+        table = [header] + [(state.topic, state.partition, entry.producer_id, entry.epoch, entry.last_seq,
+                             entry.last_offset, entry.last_timestamp) for state, entry in rows]
+        widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+        for row in table:
+            click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    else:
+        click.echo(f"No idempotent producers in {len(states)} partition(s).")
+    errors = [state for state in states if state.error]
+    for state in errors:
+        click.echo(f"{state.topic}-{state.partition}: {state.error}", err=True)
+    if errors:
+        sys.exit(1)

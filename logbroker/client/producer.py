@@ -7,12 +7,26 @@ checks), on ``flush()`` / ``close()``, or when somebody asks one of its futures 
 ``result()`` returns once the batch is durable by the topic's rule (fsynced, by default), so many
 batches share one fsync; ``flush()`` waits for every batch sent so far.
 
-Keys choose partitions with murmur3 (``mmh3.hash(key, 0, False) % partitions``); keyless records go
-round-robin over the partitions.
+Keys choose partitions with murmur3 (``mmh3.hash(key, 0, False) % partitions``).  Keyless records
+are sticky, as in Kafka (KIP-480): they all go to one partition until its batch is sent, then to the
+next partition, so keyless traffic makes full batches instead of one small batch per partition.
+
+An append that fails with a retriable error (``error.retriable``, e.g. RequestTimedOutError: the
+acknowledgement was lost, the write may have happened) is sent again, the same bytes, up to
+``retries`` times, ``retry_backoff_ms`` apart.  Appends are synchronous and in order under the
+producer's lock, so a retry never overtakes a later batch.
+
+``idempotent=True`` makes those retries safe (FORMAT.md §9): the producer gets a producer id and
+epoch from ``broker.init_producer_id()`` and stamps every batch with them and a per-partition
+sequence (records numbered from 0, wrapping after 2147483647).  The broker answers a batch it already
+has with the original offsets (``AppendInfo.duplicate``), which is success.  When a batch fails for
+good, what the broker holds of it is unknown: the producer takes a fresh producer id (sequences
+restart at 0 for every partition) before sending anything else, as Kafka's idempotent producer does.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import NamedTuple
@@ -32,6 +46,7 @@ _MAX_TIMESTAMP = 2**62
 def _system_now_ms(_time_ns=time.time_ns) -> int:
     return _time_ns() // 1_000_000
 _RECORD_OVERHEAD = 24  # varints and attributes per record, a generous estimate
+_SEQUENCE_MODULUS = 2**31  # sequences run 0..2147483647, then wrap to 0
 
 
 class RecordMetadata(NamedTuple):
@@ -68,12 +83,13 @@ class _Batch:
 
 
 class _TopicState:
-    __slots__ = ("partitions", "max_bytes", "open")
+    __slots__ = ("partitions", "max_bytes", "open", "sticky")
 
     def __init__(self, partitions: int, max_bytes: int):
         self.partitions = partitions
         self.max_bytes = max_bytes
         self.open: list[_Batch | None] = [None] * partitions
+        self.sticky = random.randrange(partitions)  # where keyless records go until its batch is sent
 
 
 class SendFuture(tuple):
@@ -111,12 +127,20 @@ _new_future = tuple.__new__
 class Producer:
     """Sends records to topics of an embedded Broker.  Thread-safe."""
 
-    def __init__(self, broker, *, acks: int | str = "all", linger_ms: float = 5, batch_size: int = 65536,
-                 compression: str | None = None):
+    def __init__(self, broker, *, idempotent: bool = False, acks: int | str = "all", linger_ms: float = 5,
+                 batch_size: int = 65536, compression: str | None = None, retries: int = 5,
+                 retry_backoff_ms: float = 100):
+        """``idempotent`` needs ``acks="all"`` (ValueError otherwise) and a broker with
+        ``init_producer_id()``; ``retries`` / ``retry_backoff_ms`` govern resending a batch whose
+        append failed with a retriable error."""
         if acks not in (0, 1, -1, "0", "1", "-1", "all"):
             raise ValueError(f"acks must be 0, 1 or 'all', got {acks!r}")
         if batch_size <= 0 or linger_ms < 0:
             raise ValueError("batch_size must be positive and linger_ms non-negative")
+        if retries.__class__ is not int or retries < 0 or retry_backoff_ms < 0:
+            raise ValueError("retries must be an int >= 0 and retry_backoff_ms non-negative")
+        if idempotent and acks not in (-1, "-1", "all"):
+            raise ValueError(f"an idempotent producer needs acks='all', got {acks!r}")
         self._broker = broker
         self._acks = 0 if acks in (0, "0") else -1
         self._linger = linger_ms / 1000.0
@@ -127,7 +151,13 @@ class Producer:
         self._now_ms = _system_now_ms if isinstance(broker.clock, SystemClock) else broker.clock.time_ms
         self._topics: dict[str, _TopicState] = {}
         self._in_flight: dict[tuple[str, int], list[_Batch]] = {}  # appended, durability not yet waited for
-        self._round_robin = 0
+        self._retries = retries
+        self._retry_backoff = retry_backoff_ms / 1000.0
+        self._idempotent = bool(idempotent)
+        self._producer_id = self._producer_epoch = -1
+        self._sequences: dict[tuple[str, int], int] = {}  # next sequence per partition (idempotent only)
+        if self._idempotent:
+            self._init_producer_id()
         self._lock = threading.Lock()
         self._closed = False
         self._wake = threading.Event()
@@ -186,7 +216,7 @@ class Producer:
                 if key is not None:
                     partition = mmh3.hash(key, 0, False) % state.partitions
                 else:
-                    partition = self._round_robin = (self._round_robin + 1) % state.partitions
+                    partition = state.sticky
             elif partition.__class__ is not int or not 0 <= partition < state.partitions:
                 raise LogbrokerError(f"topic {topic!r} has partitions 0..{state.partitions - 1}, not {partition!r}")
             batch = state.open[partition]
@@ -216,18 +246,38 @@ class Producer:
             lock.release()
         return _new_future(SendFuture, (batch, index))
 
+    @property
+    def producer_id(self) -> int:
+        """The producer id an idempotent producer stamps on its batches (-1 otherwise)."""
+        return self._producer_id
+
+    @property
+    def producer_epoch(self) -> int:
+        return self._producer_epoch
+
+    def _init_producer_id(self) -> None:
+        """A fresh producer id: every partition's sequence starts again at 0."""
+        self._producer_id = self._producer_epoch = -1
+        self._sequences.clear()
+        self._producer_id, self._producer_epoch = self._broker.init_producer_id()
+
     def _send(self, batch: _Batch) -> None:
         """Encode and append one batch (lock held); errors land on the batch's futures."""
         state = self._topics[batch.topic]
         if state.open[batch.partition] is batch:
             state.open[batch.partition] = None
+            if state.sticky == batch.partition:  # the sticky batch is sent: keyless records move on
+                state.sticky = (state.sticky + 1) % state.partitions
         if batch.appended:
             return
         batch.appended = True
         try:
-            data = encode_batch_columns(batch.keys, batch.values, batch.headers, batch.timestamps,
-                                        compression_type=self._codec)
-            info = self._broker.append(batch.topic, batch.partition, data)
+            if self._idempotent:
+                info = self._append_idempotent(batch)
+            else:
+                data = encode_batch_columns(batch.keys, batch.values, batch.headers, batch.timestamps,
+                                            compression_type=self._codec)
+                info = self._append(batch, data)
             batch.base_offset = info.base_offset
             batch.log_append_time = info.log_append_time
             if self._acks == 0:
@@ -237,6 +287,39 @@ class Producer:
                 self._in_flight.setdefault((batch.topic, batch.partition), []).append(batch)
         except Exception as exc:  # whatever it is, it belongs to this batch's futures
             batch.error = exc
+
+    def _append(self, batch: _Batch, data: bytes):
+        """Append ``data``; on a retriable error send the same bytes again, up to ``retries`` times."""
+        attempt = 0
+        while True:
+            try:
+                return self._broker.append(batch.topic, batch.partition, data)
+            except LogbrokerError as exc:
+                if not exc.retriable or attempt >= self._retries:
+                    raise
+            attempt += 1
+            time.sleep(self._retry_backoff)
+
+    def _append_idempotent(self, batch: _Batch):
+        """Stamp the producer id, epoch and the partition's next sequence, then append (with retries:
+        a duplicate answer carries the original offsets).  A batch that fails for good leaves the
+        broker's view of the sequence unknown, so the producer id is replaced."""
+        if self._producer_id < 0:  # the last replacement failed: try again
+            self._init_producer_id()
+        key = (batch.topic, batch.partition)
+        sequence = self._sequences.get(key, 0)
+        data = encode_batch_columns(batch.keys, batch.values, batch.headers, batch.timestamps,
+                                    compression_type=self._codec, producer_id=self._producer_id,
+                                    producer_epoch=self._producer_epoch, base_sequence=sequence)
+        self._sequences[key] = (sequence + len(batch.values)) % _SEQUENCE_MODULUS
+        try:
+            return self._append(batch, data)
+        except BaseException:
+            try:
+                self._init_producer_id()
+            except Exception:  # noqa: BLE001 - the batch's own error is the one to report
+                pass
+            raise
 
     def _complete(self, batch: _Batch) -> None:
         """Make ``batch`` appended and durable (called from a future's result())."""

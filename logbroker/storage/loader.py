@@ -11,7 +11,9 @@ logged.
 
 Leftovers of interrupted work are tidied first: ``.cleaned``, ``.deleted`` and ``.tmp`` files are
 removed, ``.swap`` files renamed back, index files without a log removed.  A read-only open changes
-nothing on disk: it computes the same valid prefix in memory.
+nothing on disk: it computes the same valid prefix in memory.  Producer-state ``.snapshot`` files
+are left alone here: once the segments are loaded, PartitionLog.open rebuilds the producer state
+(producer_state.py), deleting the snapshots the recovered log end left behind.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Files owned here (besides each segment's): ``partition.metadata`` (version and topic id, as Kafka
 writes it).  Offsets are assigned here, per appended chunk: the base offset of each batch is
-rewritten in place (outside the CRC, so nothing else changes).
+rewritten in place (outside the CRC, so nothing else changes).  Idempotent producers' state and its
+``.snapshot`` files belong to producer_state.py; this module checks, writes, then commits each such
+batch under its lock, snapshots the state on roll and clean close, and rebuilds it on open.
 
 Invariants:
 * segments are sorted by base offset and only the last (active) one is appended to;
@@ -12,7 +14,11 @@ Invariants:
   acknowledged (``wait_durable``) and visible to consumers only once fsynced.  Appends that arrive
   while an fsync runs share the next one (group commit).  With ``flush.messages`` / ``flush.ms``
   relaxed, appends are acknowledged at once and fsynced by count or age;
-* opening a log (after a clean or an unclean shutdown) is loader.py's work.
+* an append whose batches carry a producer id is exactly one batch (Kafka's rule for magic 2); a
+  duplicate of one of the producer's last 5 batches is answered with the original offsets and
+  nothing is written;
+* opening a log (after a clean or an unclean shutdown) is loader.py's work; then the producer state
+  is rebuilt from the newest snapshot and the batches after it.
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..clock import SYSTEM_CLOCK
-from ..config import LogConfig
+from ..config import PRODUCER_ID_EXPIRATION_MS, LogConfig
 from ..errors import CorruptRecordError, InvalidRecordError, KafkaStorageError, OffsetOutOfRangeError, ReadOnlyError
 from ..records.batch import set_base_offset, set_log_append_time, set_max_timestamp, validate_produced
 from .files import atomic_write, fsync_dir
 from .loader import RecoveryReport, load_segments, tidy_directory
+from .producer_state import ProducerEntry, ProducerStateManager
 from .segment import LogSegment
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,7 @@ class AppendInfo(NamedTuple):
     log_append_time: int  # -1 unless the topic uses LogAppendTime
     log_start_offset: int
     records: int
+    duplicate: bool = False  # a retried idempotent batch: nothing written, the original offsets
 
 
 @dataclass
@@ -66,7 +74,8 @@ class PartitionLog:
     """The segments of one partition.  Thread-safe: appends serialise on a lock, reads do not block."""
 
     def __init__(self, directory: str, topic: str, partition: int, config: LogConfig, *, clock=SYSTEM_CLOCK,
-                 writable: bool = True, on_checkpoint_change=None):
+                 writable: bool = True, on_checkpoint_change=None,
+                 producer_id_expiration_ms: int = PRODUCER_ID_EXPIRATION_MS):
         self.directory = directory
         self.topic = topic
         self.partition = partition
@@ -89,6 +98,8 @@ class PartitionLog:
         self._last_flush_ms = clock.time_ms()
         self._on_checkpoint_change = on_checkpoint_change
         self._cleaner_lock = threading.Lock()
+        self._producers = ProducerStateManager(directory, topic=topic, partition=partition, writable=writable,
+                                               expiration_ms=producer_id_expiration_ms)
         self.closed = False
 
     @property
@@ -114,24 +125,41 @@ class PartitionLog:
     @classmethod
     def open(cls, directory: str, topic: str, partition: int, config: LogConfig, *, clock=SYSTEM_CLOCK,
              writable: bool = True, clean: bool = True, recovery_point: int = 0, log_start_offset: int = 0,
-             cleaner_offset: int = 0, on_checkpoint_change=None) -> tuple["PartitionLog", RecoveryReport | None]:
+             cleaner_offset: int = 0, on_checkpoint_change=None,
+             producer_id_expiration_ms: int = PRODUCER_ID_EXPIRATION_MS) -> tuple["PartitionLog", RecoveryReport | None]:
         """Open (creating if needed) the log in ``directory``; recover it when ``clean`` is False.
 
         ``on_checkpoint_change(log)`` is called when the log start offset or the cleaner offset
         moved, to persist them.  Returns the log and, when anything had to be recovered, a
-        RecoveryReport.
+        RecoveryReport.  A writable open also rebuilds the idempotent producers' state (a read-only
+        one does that only when ``producer_state`` is asked for).
         """
         if writable:
             os.makedirs(directory, exist_ok=True)
         self = cls(directory, topic, partition, config, clock=clock, writable=writable,
-                   on_checkpoint_change=on_checkpoint_change)
+                   on_checkpoint_change=on_checkpoint_change, producer_id_expiration_ms=producer_id_expiration_ms)
         self.cleaner_offset = cleaner_offset
         report = self._load(clean=clean, recovery_point=recovery_point)
         self.log_start_offset = max(log_start_offset, self.segments[0].base_offset)
         if self.log_start_offset > self.log_end_offset:
             self.log_start_offset = self.log_end_offset
         self.recovery_point = self.flushed_offset = self.log_end_offset
+        if writable:
+            self._load_producer_state()
         return self, report
+
+    def _load_producer_state(self) -> None:
+        """Newest snapshot at or below the log end, then the batches after it; a snapshot at the end
+        when anything was replayed (after recovery, or for a log older than its snapshots)."""
+        start = self._producers.load(self.log_end_offset, self._headers_from, self.clock.time_ms())
+        if start != self.log_end_offset and self.log_end_offset > 0:
+            self._snapshot_producers(self.log_end_offset)
+
+    def _headers_from(self, offset: int):
+        """Headers of every batch from the one holding ``offset`` (-1: from the first segment) to the end."""
+        segments, bases = self._view
+        for segment in segments[max(0, bisect_right(bases, offset) - 1):]:
+            yield from segment.headers_from(max(offset, segment.base_offset))
 
     def _tidy(self) -> list[int]:
         return tidy_directory(self.directory, writable=self.writable)
@@ -175,6 +203,13 @@ class PartitionLog:
             raise ReadOnlyError(f"{self.directory} was opened read-only")
         if batches is None:
             batches = validate_produced(records, max_message_bytes=self.config.max_message_bytes)
+        producer_batch = batches[0][1] if len(batches) == 1 and batches[0][1].producer_id >= 0 else None
+        if producer_batch is None and len(batches) > 1:
+            for pos, header in batches:
+                if header.producer_id >= 0:
+                    raise InvalidRecordError(
+                        f"batch at byte {pos} has producer id {header.producer_id} but arrived with "
+                        f"{len(batches) - 1} other batch(es); an idempotent producer sends one batch per append")
         # The batches go to the file as they came, except for their first 8 bytes (the base offset,
         # outside the CRC): one os.writev of [offset, rest of batch, ...], no copy of the data.
         # LogAppendTime changes bytes under the CRC, so those batches are copied and re-checksummed.
@@ -187,6 +222,12 @@ class PartitionLog:
             if self.closed or self.failed:
                 raise KafkaStorageError(self.failed or f"{self.directory} is closed")
             first_offset = offset = self.log_end_offset
+            if producer_batch is not None:
+                duplicate = self._producers.check(producer_batch, offset)
+                if duplicate is not None:
+                    return AppendInfo(duplicate.first_offset, duplicate.last_offset,
+                                      duplicate.timestamp if log_append_time else -1, self.log_start_offset,
+                                      duplicate.offset_delta + 1, True)
             max_timestamp, offset_of_max = -1, offset
             count = 0
             for pos, header in batches:
@@ -225,6 +266,8 @@ class PartitionLog:
                 segment = self._view[0][-1]
             segment.append(pieces, len(view), last_offset, max_timestamp, offset_of_max)
             self.log_end_offset = offset
+            if producer_batch is not None:
+                self._producers.update(producer_batch, first_offset, max_timestamp, self.clock.time_ms())
             self._unflushed_messages += count
             if not self._sync_on_append and (
                     self._unflushed_messages >= config.flush_messages
@@ -258,10 +301,35 @@ class PartitionLog:
         segment = self._new_segment(self.log_end_offset)
         fsync_dir(self.directory)
         self._publish(self.segments + (segment,))
+        self._snapshot_producers(segment.base_offset)
         with self._flush_cond:
             self.flushed_offset = max(self.flushed_offset, self.log_end_offset)
             self._flush_cond.notify_all()
         self.recovery_point = segment.base_offset
+
+    # ---- producer state ------------------------------------------------------------------------
+
+    def _snapshot_producers(self, offset: int) -> None:
+        """Snapshot the producer state at ``offset`` (the log end) and drop snapshots below the log
+        start.  Best effort: without it the next open replays more of the log, nothing is lost."""
+        try:
+            self._producers.take_snapshot(offset)
+            self._producers.delete_snapshots_below(self.log_start_offset)
+        except OSError as exc:
+            log.warning("could not write the producer-state snapshot of %s at offset %d: %s", self.directory,
+                        offset, exc)
+
+    @property
+    def producer_state(self) -> list[ProducerEntry]:
+        """Copies of the idempotent producers' entries, by producer id.  A read-only open rebuilds
+        them from the files at each call (newest snapshot, then the batches after it)."""
+        if self.writable:
+            with self._lock:
+                return self._producers.entries()
+        manager = ProducerStateManager(self.directory, topic=self.topic, partition=self.partition, writable=False,
+                                       expiration_ms=self._producers.expiration_ms)
+        manager.load(self.log_end_offset, self._headers_from, self.clock.time_ms())
+        return manager.entries()
 
     # ---- durability --------------------------------------------------------------------------
 
@@ -456,6 +524,7 @@ class PartitionLog:
         now_ms = self.clock.time_ms() if now_ms is None else now_ms
         retention_ms, retention_bytes = self.config.retention_ms, self.config.retention_bytes
         with self._lock:
+            self._producers.remove_expired(now_ms)
             # segments left wholly below the log start (by delete_records) go under any policy
             deleted = self._delete_segments_below_start()
             if not self.config.delete:
@@ -491,6 +560,8 @@ class PartitionLog:
             self._publish(self.segments[1:])
             segment.delete()  # unlinking frees space even on a full disk
             deleted.append(segment.base_offset)
+        if deleted:  # the producers stay known (their entries stay); only old snapshots go
+            self._producers.delete_snapshots_below(self.log_start_offset)
         if deleted and self._on_checkpoint_change is not None:
             # best effort: after a restart the start is at least the first segment's base anyway
             try:
@@ -524,6 +595,8 @@ class PartitionLog:
             self.log_end_offset = self._compute_log_end_offset()
             self.flushed_offset = min(self.flushed_offset, self.log_end_offset)
             self.recovery_point = min(self.recovery_point, self.log_end_offset)
+            # the removed batches may have been any producer's last ones: rebuild from the files
+            self._producers.load(self.log_end_offset, self._headers_from, self.clock.time_ms())
             if self.log_start_offset > self.log_end_offset:
                 self._set_log_start_offset(self.log_end_offset)
 
@@ -589,6 +662,8 @@ class PartitionLog:
                 if self.writable:
                     self.active_segment.seal()
                     self.flushed_offset = self.recovery_point = self.log_end_offset
+                    if not self.failed and self.log_end_offset not in (0, self._producers.latest_snapshot_offset):
+                        self._snapshot_producers(self.log_end_offset)
             finally:
                 for segment in self.segments:
                     segment.close()

@@ -8,13 +8,18 @@ Layout of ``<data>/``::
     log-start-offset-checkpoint         same format
     cleaner-offset-checkpoint           same format: below it a compacted log may have offset gaps
     .metadata/topics/<name>.json        {"name", "topic_id" (16 random bytes, base64url), "partitions", "config"}
+    .metadata/producer-ids              "version: 0" and "block_end: N": producer ids below N may have been
+                                        handed out; the next block starts there
     <topic>-<partition>/                one PartitionLog each (log.py)
 
 Invariants: topic metadata is written atomically (temp file, fsync, rename, fsync directory) before
 any partition directory exists, and removed only after its partition directories were renamed to
 ``*-delete`` (which startup finishes deleting), so a crash never leaves a half-made or half-deleted
 topic visible.  The marker is removed as soon as a writer opens the directory and rewritten last at
-close, after the checkpoints.  Topic names reaching this module were validated by the caller.
+close, after the checkpoints.  Producer ids are handed out in blocks of 1000: the end of a new block
+is written (atomically) before its first id is returned, so no id is ever handed out twice, across
+crashes too (a crash only skips the rest of a block).  Topic names reaching this module were
+validated by the caller.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import threading
 import uuid
 
 from ..clock import SYSTEM_CLOCK
-from ..config import LogConfig, validate_topic_name
+from ..config import PRODUCER_ID_EXPIRATION_MS, LogConfig, validate_topic_name
 from ..errors import (InvalidPartitionsError, KafkaStorageError, OffsetOutOfRangeError, ReadOnlyError,
                       TopicAlreadyExistsError, UnknownTopicOrPartitionError)
 from .files import atomic_write, fsync_dir, read_checkpoint, write_checkpoint
@@ -42,6 +47,8 @@ RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
 CLEANER_OFFSET_CHECKPOINT = "cleaner-offset-checkpoint"
 METADATA_DIR = os.path.join(".metadata", "topics")
+PRODUCER_IDS_FILE = os.path.join(".metadata", "producer-ids")
+PRODUCER_ID_BLOCK_SIZE = 1000
 DELETE_SUFFIX = "-delete"
 
 
@@ -88,9 +95,10 @@ class LogManager:
     """Opens, creates and deletes partition logs under one data directory."""
 
     def __init__(self, data_dir: str, *, read_only: bool = False, clock=SYSTEM_CLOCK, listen: str | None = None,
-                 force_recovery: bool = False):
+                 force_recovery: bool = False, producer_id_expiration_ms: int = PRODUCER_ID_EXPIRATION_MS):
         """``force_recovery`` recovers every segment of every partition, as after an unclean shutdown
-        with no checkpoint (``logbroker inspect repair``)."""
+        with no checkpoint (``logbroker inspect repair``).  ``producer_id_expiration_ms`` is Kafka's
+        ``producer.id.expiration.ms`` for every partition."""
         self.force_recovery = force_recovery and not read_only
         self.data_dir = os.path.abspath(data_dir)
         self.read_only = read_only
@@ -98,6 +106,8 @@ class LogManager:
         self.topics: dict[str, TopicMetadata] = {}
         self.logs: dict[tuple[str, int], PartitionLog] = {}
         self.recovery_reports: list[RecoveryReport] = []
+        self.producer_id_expiration_ms = producer_id_expiration_ms
+        self._next_producer_id = self._producer_id_block_end = 0  # no block yet: read the file first
         self._lock = threading.RLock()
         # guards only the checkpoint files; never held while taking a partition's lock (a partition
         # calls back into _checkpoint_changed with its own lock held)
@@ -150,7 +160,8 @@ class LogManager:
                         self._path(partition_dir_name(meta.name, partition)), meta.name, partition, config,
                         clock=self.clock, writable=not self.read_only, clean=clean,
                         recovery_point=recovery_points.get(key, 0), log_start_offset=start_offsets.get(key, 0),
-                        cleaner_offset=cleaner_offsets.get(key, 0), on_checkpoint_change=self._checkpoint_changed)
+                        cleaner_offset=cleaner_offsets.get(key, 0), on_checkpoint_change=self._checkpoint_changed,
+                        producer_id_expiration_ms=self.producer_id_expiration_ms)
                 except OffsetOutOfRangeError as exc:
                     if not self.read_only:
                         raise
@@ -218,7 +229,8 @@ class LogManager:
                 log_start_offset=previous.log_start_offset if previous else 0,
                 cleaner_offset=previous.cleaner_offset if previous else 0,
                 recovery_point=previous.recovery_point if previous else 0,
-                on_checkpoint_change=self._checkpoint_changed)
+                on_checkpoint_change=self._checkpoint_changed,
+                producer_id_expiration_ms=self.producer_id_expiration_ms)
             if previous is None:
                 partition_log.write_partition_metadata(meta.topic_id)
             self.logs[(meta.name, partition)] = partition_log
@@ -302,6 +314,44 @@ class LogManager:
 
     def _write_metadata(self, meta: TopicMetadata) -> None:
         atomic_write(self._metadata_path(meta.name), json.dumps(meta.to_json(), indent=1, sort_keys=True).encode())
+
+    # ---- producer ids ------------------------------------------------------------------------
+
+    def allocate_producer_id(self) -> int:
+        """A producer id never handed out before from this data directory (Kafka's InitProducerId
+        for a non-transactional producer).  Raises KafkaStorageError if the block cannot be recorded."""
+        self._require_writable()
+        with self._lock:
+            if self._next_producer_id >= self._producer_id_block_end:
+                start = self._read_producer_id_block_end()
+                end = start + PRODUCER_ID_BLOCK_SIZE
+                try:
+                    atomic_write(self._path(PRODUCER_IDS_FILE), f"version: 0\nblock_end: {end}\n".encode())
+                except OSError as exc:
+                    raise KafkaStorageError(f"cannot record producer ids in {self._path(PRODUCER_IDS_FILE)}: "
+                                            f"{exc.strerror or exc}") from exc
+                self._next_producer_id, self._producer_id_block_end = start, end
+            producer_id = self._next_producer_id
+            self._next_producer_id += 1
+            return producer_id
+
+    def _read_producer_id_block_end(self) -> int:
+        path = self._path(PRODUCER_IDS_FILE)
+        try:
+            with open(path, encoding="ascii") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            return 0
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KafkaStorageError(f"cannot read {path}: {exc}") from exc
+        fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+        try:
+            if fields.get("version") != "0" or int(fields["block_end"]) < 0:
+                raise ValueError
+            return int(fields["block_end"])
+        except (KeyError, ValueError):
+            raise KafkaStorageError(f"{path} is damaged ({text[:60]!r}); it must say which producer ids were "
+                                    f"handed out, so no id is reused") from None
 
     # ---- checkpoints and shutdown --------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import os
 import struct
 from bisect import bisect_right
 from dataclasses import dataclass
+from typing import Iterator
 
 from ..errors import CorruptRecordError, KafkaStorageError
 from ..records.batch import HEADER_SIZE, BatchHeader, check_batch, decode_records, read_header
@@ -403,6 +404,20 @@ class LogSegment:
             while position < end:
                 header = check_batch(buf, position, end)
                 yield position, header, buf
+                position += header.size
+
+    def headers_from(self, offset: int) -> Iterator[BatchHeader]:
+        """Yield the header of every batch from the one holding ``offset`` on, reading nothing but
+        headers (producer-state replay).  The batches were checked when the segment was loaded."""
+        position = self.find_position(offset)
+        end = self.size
+        with _FileView(self.fd, end) as buf:
+            while position + HEADER_SIZE <= end:
+                header = read_header(buf, position)
+                if header.magic != 2 or header.batch_length < _MIN_BATCH_LENGTH:
+                    raise self._damaged(position, f"a batch header is invalid (magic {header.magic}, "
+                                                  f"length {header.batch_length})")
+                yield header
                 position += header.size
 
     def find_offset_by_timestamp(self, timestamp: int, start_offset: int) -> tuple[int, int] | None:

@@ -113,7 +113,7 @@ def test_dump_several_files(run, segment):
 
 def test_dump_rejects_other_files(run, segment):
     result = run("inspect", "dump", os.path.join(segment["dir"], "partition.metadata"))
-    assert result.exit_code == 2 and "not a .log, .index or .timeindex file" in result.output
+    assert result.exit_code == 2 and "not a .log, .index, .timeindex or .snapshot file" in result.output
     assert run("inspect", "dump", os.path.join(segment["dir"], "missing.log")).exit_code == 2
     assert run("inspect", "dump").exit_code == 2
     assert run("inspect", "dump", segment["dir"]).exit_code == 2

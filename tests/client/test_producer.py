@@ -125,6 +125,19 @@ def test_keyless_records_spread_over_all_partitions(broker):
     assert all(partitions.count(p) == 3 for p in range(4))
 
 
+def test_keyless_records_stick_to_a_partition_until_its_batch_is_sent(broker):
+    """Kafka's sticky partitioner: one full batch at a time rather than a small batch per partition."""
+    broker.create_topic("t", partitions=3)
+    with Producer(broker, linger_ms=60_000, batch_size=10 * (24 + 10) + 61) as producer:
+        futures = [producer.send("t", b"%010d" % i) for i in range(30)]
+        producer.flush()
+        partitions = [f.result().partition for f in futures]
+    runs = [partitions[i:i + 10] for i in range(0, 30, 10)]  # each batch closes at its 10th record
+    assert all(len(set(run)) == 1 for run in runs), partitions
+    assert sorted(run[0] for run in runs) == [0, 1, 2]  # the next batch goes to the next partition
+    assert all(f.result().offset == i % 10 for i, f in enumerate(futures))
+
+
 def test_explicit_partition_wins_over_the_key(broker):
     broker.create_topic("t", partitions=3)
     with Producer(broker) as producer:
@@ -166,7 +179,7 @@ def test_futures_are_done_after_flush(broker):
     """flush() blocks until every previously sent record completed (Kafka's contract)."""
     broker.create_topic("t", partitions=2)
     with Producer(broker, linger_ms=60_000) as producer:
-        futures = [producer.send("t", f"{i}".encode()) for i in range(6)]
+        futures = [producer.send("t", f"{i}".encode(), partition=i % 2) for i in range(6)]
         assert not any(f.done() for f in futures)
         producer.flush()
         assert [f.done() for f in futures] == [True] * 6

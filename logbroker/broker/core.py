@@ -11,14 +11,16 @@ import logging
 
 import threading
 
-from .clock import SYSTEM_CLOCK
-from .config import TOPIC_CONFIGS, LogConfig, default_config_strings, validate_overrides, validate_topic_name
-from .errors import (BrokerClosedError, InvalidConfigError, InvalidPartitionsError, InvalidRequestError,
-                     LogbrokerError, ReadOnlyError)
-from .records.batch import validate_produced
-from .storage.cleaner import compact_log
-from .storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, AppendInfo, PartitionLog, ReadInfo
-from .storage.log_manager import LogManager, TopicMetadata
+from ..clock import SYSTEM_CLOCK
+from ..config import TOPIC_CONFIGS, LogConfig, default_config_strings, validate_overrides, validate_topic_name
+from ..errors import (BrokerClosedError, InvalidConfigError, InvalidPartitionsError, InvalidRequestError,
+                      InvalidTopicError, LogbrokerError, ReadOnlyError)
+from ..records.batch import validate_produced
+from ..storage.cleaner import compact_log
+from ..storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, AppendInfo, PartitionLog, ReadInfo
+from ..storage.log_manager import LogManager, TopicMetadata
+
+OFFSETS_TOPIC = "__consumer_offsets"  # the group coordinator's log (groups/offsets_log.py)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class Broker:
         self._flush_cond = threading.Condition()
         self._flusher: threading.Thread | None = None
         self._housekeeper = None
+        self._groups = None
         if housekeeping and not self.read_only:
             self._housekeeper = threading.Thread(target=self._housekeeping_loop, name="logbroker-housekeeping",
                                                  daemon=True)
@@ -82,12 +85,22 @@ class Broker:
         if self.read_only:
             raise ReadOnlyError(f"{self.data_dir} was opened read-only")
 
+    @property
+    def groups(self):
+        """The consumer-group service (GroupService), created on first use."""
+        if self._groups is None:
+            from .groups import GroupService
+
+            self._groups = GroupService(self)
+        return self._groups
+
     # ---- topics ------------------------------------------------------------------------------
 
     def create_topic(self, name: str, partitions: int = 1, config: dict | None = None) -> TopicMetadata:
         """Create a topic with ``partitions`` partitions and config overrides (Kafka names)."""
         self._require_writable()
         validate_topic_name(name)
+        _refuse_internal(name, "create")
         if not isinstance(partitions, int) or not 1 <= partitions <= MAX_PARTITIONS:
             raise InvalidPartitionsError(f"partitions must be between 1 and {MAX_PARTITIONS}, got {partitions!r}")
         overrides = validate_overrides(config or {})
@@ -97,6 +110,7 @@ class Broker:
     def delete_topic(self, name: str) -> None:
         self._require_writable()
         validate_topic_name(name)
+        _refuse_internal(name, "delete")
         self._manager.delete_topic(name)
 
     def list_topics(self) -> list[str]:
@@ -154,6 +168,8 @@ class Broker:
     def append(self, topic: str, partition: int, records: bytes) -> AppendInfo:
         """Validate and append a producer's batches without waiting for fsync."""
         self._require_writable()
+        if topic == OFFSETS_TOPIC:
+            _refuse_internal(topic, "append to")
         partition_log = self.log(topic, partition)
         batches = validate_produced(records, max_message_bytes=partition_log.config.max_message_bytes)
         info = partition_log.append(records, batches=batches)
@@ -180,6 +196,11 @@ class Broker:
         else:
             self.wait_durable(topic, partition, info.last_offset + 1)
         return info
+
+    def init_producer_id(self) -> tuple[int, int]:
+        """A fresh (producer id, epoch) for an idempotent producer; ids are never reused."""
+        self._require_writable()
+        return self._manager.allocate_producer_id(), 0
 
     def flush_soon(self, topic: str, partition: int) -> None:
         """Ask the flusher thread to fsync the partition (nobody waits for it)."""
@@ -276,6 +297,8 @@ class Broker:
     def _housekeeping_loop(self) -> None:
         while not self._stop.wait(1.0):
             try:
+                if self._groups is not None:
+                    self._groups.tick()
                 self.run_housekeeping()
             except BrokerClosedError:
                 return
@@ -296,6 +319,11 @@ class Broker:
         self._closed = True
         self._manager.close()
         self._notify_data()
+
+
+def _refuse_internal(name: str, action: str) -> None:
+    if name == OFFSETS_TOPIC:
+        raise InvalidTopicError(f"cannot {action} the internal topic {OFFSETS_TOPIC} (the group coordinator owns it)")
 
 
 __all__ = ["Broker", "EARLIEST_TIMESTAMP", "LATEST_TIMESTAMP"]
