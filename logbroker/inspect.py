@@ -1,4 +1,5 @@
-"""Offline inspection of a data directory or of single segment files: dump, verify, repair, producers.
+"""Offline inspection of a data directory or of single segment files: dump, verify, repair, producers,
+offsets.
 
 Everything here reads files directly (no broker, no lock), so it works on a copy of a data
 directory or next to a running broker.  ``verify_data_dir`` checks what the storage layer promises:
@@ -8,6 +9,7 @@ Each problem names the file and byte position.  ``repair_data_dir`` is the one w
 it takes the directory's lock and runs full recovery (truncating damaged tails, rebuilding indexes).
 ``producer_states`` shows what each partition knows of its idempotent producers (newest snapshot,
 then the batches after it), as the broker would rebuild it, without changing any file.
+``offsets_log_state`` decodes ``__consumer_offsets``: the latest commit per group, topic and partition.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from .config import LogConfig
 from .errors import CorruptRecordError, CorruptSnapshotError, LogbrokerError
 from .records.batch import (CONTROL_TYPES, HEADER_SIZE, BatchHeader, IncompleteBatchError, check_batch,
-                            decode_records, describe_control_record)
+                            decode_records, describe_control_record, iter_batches)
 from .records.compression import CODEC_NAMES
 from .storage.files import (INDEX_SUFFIX, LOG_SUFFIX, SNAPSHOT_SUFFIX, TIME_INDEX_SUFFIX, parse_offset_file_name,
                             read_checkpoint)
@@ -330,6 +332,65 @@ def producer_states(data_dir: str) -> list[PartitionProducers]:
     return out
 
 
+@dataclass
+class OffsetsLogState:
+    """What ``__consumer_offsets`` holds once replayed: the latest commit per (group, topic,
+    partition) and the latest metadata per group (tombstones remove both)."""
+
+    commits: dict  # (group, topic, partition) -> OffsetValue
+    groups: dict  # group -> GroupMetadata
+    records: int
+    errors: list[str]
+
+
+def offsets_log_state(data_dir: str) -> OffsetsLogState:
+    """Decode every partition of ``__consumer_offsets`` in ``data_dir`` (read-only, no lock)."""
+    from .groups.offsets_log import (OFFSETS_TOPIC, GroupKey, OffsetKey, decode_group_value, decode_key,
+                                     decode_offset_value)
+
+    state = OffsetsLogState({}, {}, 0, [])
+    starts = read_checkpoint(os.path.join(data_dir, LOG_START_OFFSET_CHECKPOINT))
+    config = LogConfig.from_overrides({"cleanup.policy": "compact"})
+    for path, topic, partition in partition_dirs(data_dir):
+        if topic != OFFSETS_TOPIC:
+            continue
+        try:
+            partition_log, _ = PartitionLog.open(path, topic, partition, config, writable=False,
+                                                 log_start_offset=starts.get((topic, partition), 0))
+        except (LogbrokerError, OSError) as exc:
+            state.errors.append(f"{topic}-{partition}: {exc}")
+            continue
+        try:
+            offset = partition_log.log_start_offset
+            while offset < partition_log.log_end_offset:
+                data = partition_log.read(offset, 1 << 20).records
+                if not data:
+                    break
+                for pos, header in iter_batches(data):
+                    offset = header.next_offset
+                    if header.is_control:
+                        continue
+                    for record in decode_records(data, pos, header):
+                        key = decode_key(record.key) if record.key is not None else None
+                        state.records += 1
+                        if isinstance(key, OffsetKey):
+                            where = (key.group, key.topic, key.partition)
+                            if record.value is None:
+                                state.commits.pop(where, None)
+                            else:
+                                state.commits[where] = decode_offset_value(record.value)
+                        elif isinstance(key, GroupKey):
+                            if record.value is None:
+                                state.groups.pop(key.group, None)
+                            else:
+                                state.groups[key.group] = decode_group_value(record.value)
+        except (LogbrokerError, OSError) as exc:
+            state.errors.append(f"{topic}-{partition}: {exc}")
+        finally:
+            partition_log.close()
+    return state
+
+
 def repair_data_dir(data_dir: str):
     """Take the lock and recover every partition from its first byte; return the recovery reports."""
     from .storage.log_manager import LogManager
@@ -341,5 +402,6 @@ def repair_data_dir(data_dir: str):
         manager.close()
 
 
-__all__ = ["Problem", "PartitionProducers", "dump_file", "format_entry", "producer_states", "verify_data_dir",
+__all__ = ["Problem", "OffsetsLogState", "PartitionProducers", "dump_file", "format_entry", "offsets_log_state",
+           "producer_states", "verify_data_dir",
            "verify_partition", "repair_data_dir", "CONTROL_TYPES", "HEADER_SIZE"]

@@ -10,7 +10,6 @@ import time
 
 import click
 
-from ..errors import LogbrokerError
 from ..storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from .main import CONTEXT_SETTINGS, handle_errors, pass_settings
 
@@ -102,59 +101,87 @@ def _start_offset(broker, topic: str, partition: int, start) -> int:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("topic")
+@click.argument("topics", metavar="TOPIC...", nargs=-1, required=True)
+@click.option("-g", "--group", help="Join this consumer group: read the partitions it assigns, from its committed "
+                                    "offsets, and commit what was printed.")
 @click.option("-o", "--offset", "start", default="beginning", show_default=True,
-              help="Where to start: beginning, end, OFFSET, -N (N before the end) or s@TIMESTAMP_MS.")
-@click.option("-p", "--partition", type=click.IntRange(0), help="Only this partition (default: all).")
+              help="Where to start: beginning, end, OFFSET, -N (N before the end) or s@TIMESTAMP_MS. With -g only "
+                   "where the group has no committed offset.")
+@click.option("-p", "--partition", type=click.IntRange(0), help="Only this partition (default: all; not with -g).")
 @click.option("-n", "--count", type=click.IntRange(1), help="Exit after COUNT records.")
 @click.option("-e", "--exit-at-end", is_flag=True, help="Exit when the end of every partition is reached.")
 @click.option("-f", "--format", "fmt", help="Output format with kcat's tokens %t %p %o %k %s %S %K %T %h.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per record per line.")
 @pass_settings
 @handle_errors
-def consume(settings, topic: str, start: str, partition: int | None, count: int | None, exit_at_end: bool,
-            fmt: str | None, as_json: bool) -> None:
-    """Print the records of TOPIC, one per line (the value, unless -f or --json says otherwise).
+def consume(settings, topics: tuple[str, ...], group: str | None, start: str, partition: int | None,
+            count: int | None, exit_at_end: bool, fmt: str | None, as_json: bool) -> None:
+    """Print the records of TOPIC..., one per line (the value, unless -f or --json says otherwise).
 
-    Reads the data directory without locking it, so it works next to a running producer.
+    Without -g it reads the data directory without locking it, so it works next to a running
+    producer.  With -g GROUP it joins the group (as kcat -G does), starts at the group's committed
+    offsets and commits after printing: records are printed at least once across runs.
 
     \b
     Example:
         logbroker consume orders -o beginning -e -f '%p:%o %k=%s\\n'
+        logbroker consume orders -g billing -e
     """
     from ..client.consumer import Consumer
 
     if fmt and as_json:
         raise click.UsageError("use either -f or --json, not both")
+    if group is not None and partition is not None:
+        raise click.UsageError("-p cannot be combined with -g: the group assigns the partitions")
     start_at = parse_start(start)
-    broker = settings.open_broker(read_only=True)
+    broker = settings.open_broker(read_only=group is None)
+    consumer = None
     try:
-        partitions = [partition] if partition is not None else range(broker.partition_count(topic))
-        consumer = Consumer(broker)
-        consumer.assign([(topic, p) for p in partitions])
-        for p in partitions:
-            consumer.seek(topic, p, _start_offset(broker, topic, p, start_at))
-        printed = 0
-        out = sys.stdout
-        while count is None or printed < count:
-            records = consumer.poll(timeout=0.0 if exit_at_end else 0.5,
-                                    max_records=None if count is None else count - printed)
-            for record in records:
-                if as_json:
-                    out.write(record_json(record) + "\n")
-                elif fmt:
-                    out.write(format_record(fmt, record))
-                else:
-                    out.write(_text(record.value) + "\n")
-            printed += len(records)
-            out.flush()
-            if not records and exit_at_end and consumer.at_end():
-                break
-            if not records and not exit_at_end:
-                time.sleep(0.05)
+        if group is None:
+            consumer = Consumer(broker)
+            parts = [(t, p) for t in topics
+                     for p in ([partition] if partition is not None else range(broker.partition_count(t)))]
+            consumer.assign(parts)
+            for t, p in parts:
+                consumer.seek(t, p, _start_offset(broker, t, p, start_at))
+        else:
+            def start_where_uncommitted(consumer, assigned):
+                committed = consumer.committed(assigned)
+                for tp in assigned:
+                    if committed[tp] is None:
+                        consumer.seek(tp.topic, tp.partition, _start_offset(broker, tp.topic, tp.partition, start_at))
+
+            consumer = Consumer(broker, group=group, topics=topics, enable_auto_commit=False,
+                                on_assign=start_where_uncommitted)
+        _print_records(consumer, count, exit_at_end, fmt, as_json, commit=group is not None)
     except KeyboardInterrupt:
         pass
-    except LogbrokerError:
-        raise
     finally:
-        broker.close()
+        try:
+            if consumer is not None:
+                consumer.close()
+        finally:
+            broker.close()
+
+
+def _print_records(consumer, count, exit_at_end: bool, fmt, as_json: bool, *, commit: bool) -> None:
+    printed = 0
+    out = sys.stdout
+    while count is None or printed < count:
+        records = consumer.poll(timeout=(0.1 if commit else 0.0) if exit_at_end else 0.5,
+                                max_records=None if count is None else count - printed)
+        for record in records:
+            if as_json:
+                out.write(record_json(record) + "\n")
+            elif fmt:
+                out.write(format_record(fmt, record))
+            else:
+                out.write(_text(record.value) + "\n")
+        printed += len(records)
+        out.flush()
+        if records and commit:
+            consumer.commit()  # after the output is flushed: at-least-once
+        if not records and exit_at_end and consumer.assignment() and consumer.at_end():
+            break
+        if not records and not exit_at_end:
+            time.sleep(0.05)
