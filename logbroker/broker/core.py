@@ -8,7 +8,7 @@ and raises errors from ``logbroker.errors``; nothing invalid reaches the file sy
 from __future__ import annotations
 
 import logging
-
+import os
 import threading
 
 from ..clock import SYSTEM_CLOCK
@@ -17,14 +17,16 @@ from ..errors import (BrokerClosedError, InvalidConfigError, InvalidPartitionsEr
                       InvalidTopicError, LogbrokerError, ReadOnlyError)
 from ..records.batch import validate_produced
 from ..storage.cleaner import compact_log
+from ..storage.files import atomic_write
 from ..storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, AppendInfo, PartitionLog, ReadInfo
-from ..storage.log_manager import LogManager, TopicMetadata
+from ..storage.log_manager import METADATA_DIR, LogManager, TopicMetadata, new_topic_id
 
 OFFSETS_TOPIC = "__consumer_offsets"  # the group coordinator's log (groups/offsets_log.py)
 
 log = logging.getLogger(__name__)
 
 MAX_PARTITIONS = 10_000
+CLUSTER_ID_FILE = os.path.join(os.path.dirname(METADATA_DIR), "cluster-id")  # .metadata/cluster-id
 DEFAULT_RETENTION_CHECK_INTERVAL_MS = 300_000
 
 
@@ -38,6 +40,8 @@ class Broker:
         self.data_dir = manager.data_dir
         self.read_only = manager.read_only
         self._data_cond = threading.Condition()
+        self._data_listeners: list = []
+        self._cluster_id: str | None = None
         self._closed = False
         self._retention_check_interval_ms = retention_check_interval_ms
         self._last_retention_check_ms = clock.time_ms()
@@ -89,9 +93,18 @@ class Broker:
     def groups(self):
         """The consumer-group service (GroupService), created on first use."""
         if self._groups is None:
-            from .groups import GroupService
+            self.configure_groups()
+        return self._groups
 
-            self._groups = GroupService(self)
+    def configure_groups(self, *, initial_rebalance_delay_ms: int = 0, members_survive_restart: bool = False):
+        """Set up the group service before first use (the network server keeps the members a restart
+        finds in the offsets log, since remote clients reconnect; embedded ones died with the process)."""
+        from .groups import GroupService
+
+        if self._groups is not None:
+            raise InvalidRequestError("the group service is already running")
+        self._groups = GroupService(self, initial_rebalance_delay_ms=initial_rebalance_delay_ms,
+                                    members_survive_restart=members_survive_restart)
         return self._groups
 
     # ---- topics ------------------------------------------------------------------------------
@@ -257,9 +270,41 @@ class Broker:
         with self._data_cond:
             self._data_cond.wait(timeout)
 
+    def add_data_listener(self, listener) -> None:
+        """Call ``listener()`` (from whichever thread moved it, so it must be quick and thread-safe)
+        whenever some partition's high watermark may have moved: the network server's long-poll
+        fetches wait on this instead of parking a thread in ``wait_for_data``."""
+        with self._data_cond:
+            self._data_listeners.append(listener)
+
+    def remove_data_listener(self, listener) -> None:
+        with self._data_cond:
+            if listener in self._data_listeners:
+                self._data_listeners.remove(listener)
+
     def _notify_data(self) -> None:
         with self._data_cond:
             self._data_cond.notify_all()
+            listeners = list(self._data_listeners)
+        for listener in listeners:
+            listener()
+
+    def cluster_id(self) -> str:
+        """This data directory's stable cluster id (Kafka's ``cluster.id``: 16 random bytes in URL-safe
+        base64), made and persisted in ``.metadata/cluster-id`` on first use."""
+        if self._cluster_id is None:
+            path = os.path.join(self.data_dir, CLUSTER_ID_FILE)
+            try:
+                with open(path, encoding="ascii") as fh:
+                    self._cluster_id = fh.read().strip() or None
+            except (FileNotFoundError, UnicodeDecodeError):
+                pass
+            if self._cluster_id is None:
+                cluster_id = new_topic_id()
+                if not self.read_only:
+                    atomic_write(path, cluster_id.encode() + b"\n")
+                self._cluster_id = cluster_id
+        return self._cluster_id
 
     # ---- housekeeping ------------------------------------------------------------------------
 

@@ -174,6 +174,15 @@ class GroupService:
                          session_timeout_ms, rebalance_timeout_ms, client_id, client_host, require_known_member_id,
                          own=(member_id, "join"))
 
+    def static_member_id(self, group_id: str, group_instance_id: str) -> str:
+        """The member id the coordinator gave a static member (its JoinGroup may still be pending:
+        a new static member is not asked to rejoin with an id first, unlike a dynamic one)."""
+        with self._lock:
+            for member in self._coordinator_locked().describe_group(group_id).members:
+                if member.group_instance_id == group_instance_id:
+                    return member.member_id
+        return ""
+
     def sync_group(self, group_id: str, generation_id: int, member_id: str, group_instance_id: str | None,
                    protocol_type: str | None, protocol_name: str | None, assignments: dict[str, bytes]):
         """SyncGroup; None while a follower waits for the leader's assignment."""

@@ -25,7 +25,7 @@ def parse_headers(pairs: tuple[str, ...]) -> list[tuple[str, bytes]]:
 @click.option("-k", "--key", help="Key for every record.")
 @click.option("-K", "--key-delimiter", metavar="DELIM", help="Split each line into key and value at the first DELIM.")
 @click.option("-H", "--header", "headers", multiple=True, metavar="KEY=VALUE", help="Header on every record (repeatable).")
-@click.option("-p", "--partition", type=click.IntRange(0), help="Partition (default: by key, else round-robin).")
+@click.option("-p", "--partition", type=click.IntRange(0), help="Partition (default: by key, else sticky: one partition per batch).")
 @click.option("-z", "--compression", type=click.Choice(["none", "gzip", "snappy", "lz4", "zstd"]), default="none",
               show_default=True, help="Batch compression.")
 @click.option("--create/--no-create", default=True, show_default=True,

@@ -129,6 +129,8 @@ class GroupMember:
                                                protocols, self.session_timeout_ms, self.rebalance_timeout_ms,
                                                self.client_id, "localhost")
             if response is None:
+                if not self.member_id and self.group_instance_id is not None:
+                    self.member_id = self.service.static_member_id(self.group_id, self.group_instance_id)
                 self.state = "joining"
                 return
             if response.error_code == MEMBER_ID_REQUIRED:

@@ -293,3 +293,16 @@ def test_the_offsets_topic_is_internal(tmp_path):
             with pytest.raises(LogbrokerError) as info:
                 attempt()
             assert info.value.error_code == 17
+
+
+def test_static_members_each_get_partitions_and_leave_cleanly(tmp_path):
+    with Broker.open(str(tmp_path)) as broker:
+        fill(broker, "t", 2, 1)
+        a = Consumer(broker, group="g", topics=["t"], group_instance_id="a", heartbeat_interval_ms=20)
+        b = Consumer(broker, group="g", topics=["t"], group_instance_id="b", heartbeat_interval_ms=20)
+        poll_until([a, b], lambda: len(a.assignment()) == 1 and len(b.assignment()) == 1)
+        members = broker.groups.describe_group("g").members
+        assert sorted(m.group_instance_id for m in members) == ["a", "b"]
+        a.close()
+        b.close()
+        assert broker.groups.delete_groups(["g"]) == {"g": 0}

@@ -184,7 +184,7 @@ def test_reads_racing_retention_and_delete_records_see_only_what_was_appended(tm
     assert not stuck, f"threads still running: {stuck}\n{stacks_of(threads)}"
     assert not errors, "\n".join(errors)
     # the race really ran: the log start moved both ways, segments went, readers read a lot
-    assert stats["deletes"] > 10 and stats["retention_segments"] > 5, stats
+    assert stats["deletes"] >= 5 and stats["retention_segments"] >= 3, stats
     assert stats["reads"] > 200, stats
     assert log.log_start_offset > 0
     log.close()
