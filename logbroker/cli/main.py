@@ -62,13 +62,14 @@ def cli(ctx: click.Context, data_dir: str, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import consume, groups, inspect, produce, topics
+    from . import consume, groups, inspect, produce, serve, topics
 
     cli.add_command(topics.topic)
     cli.add_command(produce.produce)
     cli.add_command(consume.consume)
     cli.add_command(groups.group)
     cli.add_command(inspect.inspect)
+    cli.add_command(serve.serve)
 
 
 _register()
