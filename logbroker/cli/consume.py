@@ -11,7 +11,7 @@ import time
 import click
 
 from ..storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
-from .main import CONTEXT_SETTINGS, handle_errors, pass_settings
+from .main import CONTEXT_SETTINGS, bootstrap_option, client_args, handle_errors, is_remote, pass_settings
 
 _TOKEN = re.compile(r"%[tpoksSKTh%]|\\[ntr\\]")
 
@@ -112,6 +112,7 @@ def _start_offset(broker, topic: str, partition: int, start) -> int:
 @click.option("-e", "--exit-at-end", is_flag=True, help="Exit when the end of every partition is reached.")
 @click.option("-f", "--format", "fmt", help="Output format with kcat's tokens %t %p %o %k %s %S %K %T %h.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per record per line.")
+@bootstrap_option
 @pass_settings
 @handle_errors
 def consume(settings, topics: tuple[str, ...], group: str | None, start: str, partition: int | None,
@@ -120,7 +121,9 @@ def consume(settings, topics: tuple[str, ...], group: str | None, start: str, pa
 
     Without -g it reads the data directory without locking it, so it works next to a running
     producer.  With -g GROUP it joins the group (as kcat -G does), starts at the group's committed
-    offsets and commits after printing: records are printed at least once across runs.
+    offsets and commits after printing: records are printed at least once across runs.  With
+    --bootstrap it reads from that broker; with -g and a server owning the data directory, from
+    that server.
 
     \b
     Example:
@@ -134,11 +137,12 @@ def consume(settings, topics: tuple[str, ...], group: str | None, start: str, pa
     if group is not None and partition is not None:
         raise click.UsageError("-p cannot be combined with -g: the group assigns the partitions")
     start_at = parse_start(start)
-    broker = settings.open_broker(read_only=group is None)
+    broker = settings.open_target(read_only=group is None)
+    target = client_args(broker)
     consumer = None
     try:
         if group is None:
-            consumer = Consumer(broker)
+            consumer = Consumer(**target)
             parts = [(t, p) for t in topics
                      for p in ([partition] if partition is not None else range(broker.partition_count(t)))]
             consumer.assign(parts)
@@ -151,9 +155,10 @@ def consume(settings, topics: tuple[str, ...], group: str | None, start: str, pa
                     if committed[tp] is None:
                         consumer.seek(tp.topic, tp.partition, _start_offset(broker, tp.topic, tp.partition, start_at))
 
-            consumer = Consumer(broker, group=group, topics=topics, enable_auto_commit=False,
+            consumer = Consumer(**target, group=group, topics=topics, enable_auto_commit=False,
                                 on_assign=start_where_uncommitted)
-        _print_records(consumer, count, exit_at_end, fmt, as_json, commit=group is not None)
+        _print_records(consumer, count, exit_at_end, fmt, as_json, commit=group is not None,
+                       wait=is_remote(broker))
     except KeyboardInterrupt:
         pass
     finally:
@@ -164,11 +169,14 @@ def consume(settings, topics: tuple[str, ...], group: str | None, start: str, pa
             broker.close()
 
 
-def _print_records(consumer, count, exit_at_end: bool, fmt, as_json: bool, *, commit: bool) -> None:
+def _print_records(consumer, count, exit_at_end: bool, fmt, as_json: bool, *, commit: bool,
+                   wait: bool = False) -> None:
+    """``wait``: records arrive from the network, so even with -e a poll waits a little for them
+    (checking the end costs a request per partition)."""
     printed = 0
     out = sys.stdout
     while count is None or printed < count:
-        records = consumer.poll(timeout=(0.1 if commit else 0.0) if exit_at_end else 0.5,
+        records = consumer.poll(timeout=(0.1 if commit or wait else 0.0) if exit_at_end else 0.5,
                                 max_records=None if count is None else count - printed)
         for record in records:
             if as_json:

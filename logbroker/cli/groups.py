@@ -7,9 +7,9 @@ import json
 
 import click
 
-from ..errors import LogbrokerError
+from ..errors import LogbrokerError, UnknownTopicOrPartitionError
 from ..storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
-from .main import CONTEXT_SETTINGS, handle_errors, pass_settings
+from .main import CONTEXT_SETTINGS, bootstrap_option, handle_errors, is_remote, pass_settings
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 ACTIVE_STATES = ("PreparingRebalance", "CompletingRebalance", "Stable")
@@ -27,6 +27,7 @@ def group() -> None:
 
 @group.command("list", context_settings=CONTEXT_SETTINGS)
 @json_option
+@bootstrap_option
 @pass_settings
 @handle_errors
 def list_(settings, as_json: bool) -> None:
@@ -36,8 +37,8 @@ def list_(settings, as_json: bool) -> None:
     Example:
         logbroker group list --json
     """
-    with settings.open_broker(read_only=True) as broker:
-        groups = sorted(broker.groups.list_groups())
+    with settings.open_target(read_only=True) as broker:
+        groups = sorted(broker.list_groups() if is_remote(broker) else broker.groups.list_groups())
     if as_json:
         click.echo(json.dumps([{"group": g, "protocol_type": t, "state": s} for g, t, s in groups]))
         return
@@ -77,6 +78,7 @@ def describe_group(broker, group_id: str) -> dict:
 @group.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("group_id", metavar="GROUP")
 @json_option
+@bootstrap_option
 @pass_settings
 @handle_errors
 def describe(settings, group_id: str, as_json: bool) -> None:
@@ -87,15 +89,16 @@ def describe(settings, group_id: str, as_json: bool) -> None:
     Example:
         logbroker group describe billing --json
     """
-    with settings.open_broker(read_only=True) as broker:
-        info = describe_group(broker, group_id)
+    with settings.open_target(read_only=True) as broker:
+        info = broker.describe_group(group_id) if is_remote(broker) else describe_group(broker, group_id)
     if as_json:
         click.echo(json.dumps(info, sort_keys=True))
         return
     if info["state"] == "Dead" and not info["offsets"]:
         raise click.ClickException(f"group {group_id!r} does not exist")
+    generation = "-" if info["generation"] is None else info["generation"]  # None: not carried by the protocol
     click.echo(f"Group: {group_id}\tState: {info['state']}\tProtocol: {info['protocol'] or '-'}\t"
-               f"Generation: {info['generation']}\tMembers: {len(info['members'])}")
+               f"Generation: {generation}\tMembers: {len(info['members'])}")
     for m in info["members"]:
         parts = ",".join(f"{t}-{p}" for t, p in m["assignment"]) or "-"
         click.echo(f"\tMember: {m['member_id']}\tClient: {m['client_id']}\tHost: {m['client_host']}\tPartitions: {parts}")
@@ -127,13 +130,19 @@ def parse_datetime(text: str) -> int:
 
 
 def plan_reset(broker, group_id: str, targets: list[tuple[str, int | None]], how: str, value) -> list[dict]:
-    """The new offset of every partition named: clamped into [log start, log end]."""
-    committed = broker.groups.fetch_offsets(group_id)
+    """The new offset of every partition named: clamped into [log start, log end].  ``broker`` is
+    a Broker or a RemoteAdmin."""
+    remote = is_remote(broker)
+    committed = broker.fetch_offsets(group_id) if remote else broker.groups.fetch_offsets(group_id)
     plan = []
     for topic, partition in targets:
-        partitions = range(broker.partition_count(topic)) if partition is None else [partition]
+        count = broker.partition_count(topic)
+        partitions = range(count) if partition is None else [partition]
         for p in partitions:
-            broker.log(topic, p)  # raises for an unknown partition
+            if not remote:
+                broker.log(topic, p)  # raises for an unknown partition
+            elif not 0 <= p < count:
+                raise UnknownTopicOrPartitionError(f"topic {topic!r} has no partition {p}")
             start = broker.list_offsets(topic, p, EARLIEST_TIMESTAMP)[0]
             end = broker.list_offsets(topic, p, LATEST_TIMESTAMP)[0]
             current = committed.get((topic, p), (-1,))[0]
@@ -164,6 +173,7 @@ def plan_reset(broker, group_id: str, targets: list[tuple[str, int | None]], how
 @click.option("--shift-by", type=int, help="Move the committed offset by N (negative: back).")
 @click.option("--execute", is_flag=True, help="Apply the plan (without it, only show it).")
 @json_option
+@bootstrap_option
 @pass_settings
 @handle_errors
 def reset_offsets(settings, group_id: str, topics: tuple[str, ...], how: str | None, to_offset: int | None,
@@ -184,15 +194,19 @@ def reset_offsets(settings, group_id: str, topics: tuple[str, ...], how: str | N
     elif kind == "datetime":
         value = parse_datetime(value)
     targets = [parse_topic_partition(t) for t in topics]
-    with settings.open_broker(read_only=not execute) as broker:
-        state = broker.groups.describe_group(group_id).state
+    with settings.open_target(read_only=not execute) as broker:
+        remote = is_remote(broker)
+        state = broker.group_state(group_id) if remote else broker.groups.describe_group(group_id).state
         if state in ACTIVE_STATES:
             raise click.ClickException(f"group {group_id!r} has active members (state {state}); stop its "
                                        f"consumers before resetting offsets")
         plan = plan_reset(broker, group_id, targets, kind, value)
-        if execute:
+        if execute and remote:
+            codes = broker.commit_offsets(group_id, {(r["topic"], r["partition"]): r["new"] for r in plan})
+        elif execute:
             codes = broker.groups.commit_offsets(group_id, -1, "", None,
                                                  {(r["topic"], r["partition"]): (r["new"], -1, "") for r in plan})
+        if execute:
             failed = {f"{t}-{p}": c for (t, p), c in codes.items() if c}
             if failed:
                 raise LogbrokerError(f"the group refused the reset (Kafka error codes {failed})")
@@ -208,6 +222,7 @@ def reset_offsets(settings, group_id: str, topics: tuple[str, ...], how: str | N
 
 @group.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("group_ids", metavar="GROUP...", nargs=-1, required=True)
+@bootstrap_option
 @pass_settings
 @handle_errors
 def delete(settings, group_ids: tuple[str, ...]) -> None:
@@ -218,8 +233,9 @@ def delete(settings, group_ids: tuple[str, ...]) -> None:
         logbroker group delete billing
     """
     names = {25: "unknown member", 68: "the group has active members", 69: "no such group"}
-    with settings.open_broker() as broker:
-        codes = broker.groups.delete_groups(list(group_ids))
+    with settings.open_target() as broker:
+        groups = broker if is_remote(broker) else broker.groups
+        codes = groups.delete_groups(list(group_ids))
     failed = False
     for group_id in group_ids:
         code = codes.get(group_id, 0)

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import UnknownTopicOrPartitionError
-from .main import CONTEXT_SETTINGS, handle_errors, pass_settings
+from .main import CONTEXT_SETTINGS, bootstrap_option, client_args, handle_errors, is_remote, pass_settings
 
 
 def parse_headers(pairs: tuple[str, ...]) -> list[tuple[str, bytes]]:
@@ -30,13 +30,15 @@ def parse_headers(pairs: tuple[str, ...]) -> list[tuple[str, bytes]]:
               show_default=True, help="Batch compression.")
 @click.option("--create/--no-create", default=True, show_default=True,
               help="Create a missing topic with one partition (as Kafka's auto.create.topics.enable).")
+@bootstrap_option
 @pass_settings
 @handle_errors
 def produce(settings, topic: str, key: str | None, key_delimiter: str | None, headers: tuple[str, ...],
             partition: int | None, compression: str, create: bool) -> None:
     """Append each line of standard input to TOPIC as one record.
 
-    Returns once every record is durable (fsynced, unless the topic relaxes flush.messages).
+    Returns once every record is durable (fsynced, unless the topic relaxes flush.messages);
+    over the network (--bootstrap, or a server owning the data directory), once acknowledged.
 
     \b
     Example:
@@ -49,14 +51,17 @@ def produce(settings, topic: str, key: str | None, key_delimiter: str | None, he
     header_list = parse_headers(headers)
     fixed_key = key.encode() if key is not None else None
     delimiter = key_delimiter.encode() if key_delimiter else None
-    with settings.open_broker() as broker:
+    with settings.open_target() as broker:
         if topic not in broker.list_topics():
             if not create:
                 raise UnknownTopicOrPartitionError(f"topic {topic!r} does not exist")
             broker.create_topic(topic)
             click.echo(f"Created topic {topic} with 1 partition.", err=True)
         count = 0
-        with Producer(broker, linger_ms=0, compression=compression) as producer:
+        # embedded: each batch is appended as soon as it is full; over the network librdkafka
+        # batches by time as well (a few ms), and gives up on a record after 30 s
+        options = {"linger_ms": 5, "delivery_timeout_ms": 30000} if is_remote(broker) else {"linger_ms": 0}
+        with Producer(**client_args(broker), compression=compression, **options) as producer:
             futures = []
             for line in sys.stdin.buffer:
                 line = line.rstrip(b"\n").rstrip(b"\r")

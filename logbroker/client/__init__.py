@@ -1,4 +1,5 @@
-"""The Python API over an embedded Broker: Producer and Consumer."""
+"""The Python API: Producer and Consumer over an embedded Broker, or over the network given
+``bootstrap="host:port"`` (remote_producer, remote_consumer; remote_admin for topics and groups)."""
 
 from .consumer import Consumer, TopicPartition
 from .producer import Producer, RecordMetadata, SendFuture, partition_for_key

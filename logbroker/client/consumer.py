@@ -50,7 +50,21 @@ class CommitFailedError(LogbrokerError):
 
 
 class Consumer:
-    def __init__(self, broker, *, group: str | None = None, topics: Iterable[str] = (), pattern=None,
+    """Reads records of an embedded Broker's partitions, alone or as a member of a group.
+
+    ``Consumer(bootstrap="host:port", ...)`` instead of a Broker returns the network consumer
+    (``remote_consumer.RemoteConsumer``, a subclass with the same methods) talking Kafka's protocol
+    to ``logbroker serve`` or a Kafka cluster."""
+
+    def __new__(cls, broker=None, *args, bootstrap: str | None = None, **kwargs):
+        if bootstrap is not None and cls is Consumer:
+            from .remote_consumer import RemoteConsumer
+
+            cls = RemoteConsumer
+        return object.__new__(cls)
+
+    def __init__(self, broker=None, *, bootstrap: str | None = None, group: str | None = None,
+                 topics: Iterable[str] = (), pattern=None,
                  auto_offset_reset: str = "earliest", enable_auto_commit: bool = True,
                  auto_commit_interval_ms: int = 5000, on_assign: Callable | None = None,
                  on_revoke: Callable | None = None, on_lost: Callable | None = None,
@@ -59,6 +73,10 @@ class Consumer:
                  max_poll_interval_ms: int = 300000,
                  partition_assignment_strategy: Iterable[str] = ("range", "cooperative-sticky"),
                  client_id: str = "logbroker", group_instance_id: str | None = None):
+        if broker is None:
+            raise TypeError("Consumer needs a Broker (embedded) or bootstrap='host:port' (network)")
+        if bootstrap is not None:
+            raise ValueError("give either a Broker or bootstrap='host:port', not both")
         if auto_offset_reset not in ("earliest", "latest", "error"):
             raise ValueError("auto_offset_reset must be 'earliest', 'latest' or 'error'")
         if topics and pattern is not None:

@@ -125,14 +125,29 @@ _new_future = tuple.__new__
 
 
 class Producer:
-    """Sends records to topics of an embedded Broker.  Thread-safe."""
+    """Sends records to topics of an embedded Broker.  Thread-safe.
 
-    def __init__(self, broker, *, idempotent: bool = False, acks: int | str = "all", linger_ms: float = 5,
-                 batch_size: int = 65536, compression: str | None = None, retries: int = 5,
-                 retry_backoff_ms: float = 100):
+    ``Producer(bootstrap="host:port", ...)`` instead of a Broker returns the network producer
+    (``remote_producer.RemoteProducer``, a subclass with the same methods) talking Kafka's protocol
+    to ``logbroker serve`` or a Kafka cluster."""
+
+    def __new__(cls, broker=None, *args, bootstrap: str | None = None, **kwargs):
+        if bootstrap is not None and cls is Producer:
+            from .remote_producer import RemoteProducer
+
+            cls = RemoteProducer
+        return object.__new__(cls)
+
+    def __init__(self, broker=None, *, bootstrap: str | None = None, idempotent: bool = False,
+                 acks: int | str = "all", linger_ms: float = 5, batch_size: int = 65536,
+                 compression: str | None = None, retries: int = 5, retry_backoff_ms: float = 100):
         """``idempotent`` needs ``acks="all"`` (ValueError otherwise) and a broker with
         ``init_producer_id()``; ``retries`` / ``retry_backoff_ms`` govern resending a batch whose
         append failed with a retriable error."""
+        if broker is None:
+            raise TypeError("Producer needs a Broker (embedded) or bootstrap='host:port' (network)")
+        if bootstrap is not None:
+            raise ValueError("give either a Broker or bootstrap='host:port', not both")
         if acks not in (0, 1, -1, "0", "1", "-1", "all"):
             raise ValueError(f"acks must be 0, 1 or 'all', got {acks!r}")
         if batch_size <= 0 or linger_ms < 0:

@@ -160,7 +160,7 @@ class Reader:
         if n < 0:
             if n == -1 and nullable:
                 return None
-            raise ProtocolError(f"null string in a non-nullable field" if n == -1 else f"negative string length {n}")
+            raise ProtocolError("null string in a non-nullable field" if n == -1 else f"negative string length {n}")
         data = self.raw(n, "string")
         try:
             return str(data, "utf-8", errors)

@@ -22,6 +22,7 @@ def subprocess_env() -> dict[str, str]:
     """Environment for child Pythons: import this working tree's logbroker, no inherited data dir."""
     env = dict(os.environ)
     env.pop("LOGBROKER_DATA_DIR", None)
+    env.pop("LOGBROKER_BOOTSTRAP", None)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
@@ -105,4 +106,5 @@ def data_dir(tmp_path) -> str:
 @pytest.fixture
 def run(data_dir, monkeypatch) -> Cli:
     monkeypatch.delenv("LOGBROKER_DATA_DIR", raising=False)
+    monkeypatch.delenv("LOGBROKER_BOOTSTRAP", raising=False)
     return Cli(data_dir)
