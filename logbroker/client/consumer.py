@@ -250,6 +250,10 @@ class Consumer:
         if not asynchronous:
             self._commit_now(offsets)
             return None
+        return self._commit_in_background(offsets)
+
+    def _commit_in_background(self, offsets: dict[TopicPartition, int]) -> Future:
+        """Run ``_commit_now`` on one committer thread (commits stay in order); a Future of it."""
         future: Future = Future()
         with self._lock:
             if self._committer is None:

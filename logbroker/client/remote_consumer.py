@@ -29,7 +29,6 @@ import logging
 import re
 import threading
 import uuid
-from concurrent.futures import Future
 from typing import Callable, Iterable, Iterator
 
 from ..errors import BrokerClosedError, LogbrokerError, OffsetOutOfRangeError
@@ -380,23 +379,7 @@ class RemoteConsumer(Consumer):
         if not asynchronous:
             self._commit_now(offsets)
             return None
-        future: Future = Future()
-        with self._lock:
-            if self._committer is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._committer = ThreadPoolExecutor(1, thread_name_prefix="logbroker-commit")
-            committer = self._committer
-
-        def run():
-            try:
-                self._commit_now(offsets)
-                future.set_result(offsets)
-            except BaseException as exc:  # noqa: BLE001 - it belongs to the future
-                future.set_exception(exc)
-
-        committer.submit(run)
-        return future
+        return self._commit_in_background(offsets)
 
     def _commit_now(self, offsets: dict[TopicPartition, int]) -> None:
         from confluent_kafka import KafkaException
