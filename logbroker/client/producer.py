@@ -61,6 +61,18 @@ def partition_for_key(key: bytes, partitions: int) -> int:
     return mmh3.hash(key, 0, False) % partitions
 
 
+def check_producer_settings(acks, linger_ms, batch_size, retries, retry_backoff_ms, idempotent) -> None:
+    """The arguments the embedded and the network Producer share; ValueError for a bad one."""
+    if acks not in (0, 1, -1, "0", "1", "-1", "all"):
+        raise ValueError(f"acks must be 0, 1 or 'all', got {acks!r}")
+    if batch_size <= 0 or linger_ms < 0:
+        raise ValueError("batch_size must be positive and linger_ms non-negative")
+    if retries.__class__ is not int or retries < 0 or retry_backoff_ms < 0:
+        raise ValueError("retries must be an int >= 0 and retry_backoff_ms non-negative")
+    if idempotent and acks not in (-1, "-1", "all"):
+        raise ValueError(f"an idempotent producer needs acks='all', got {acks!r}")
+
+
 class _Batch:
     __slots__ = ("topic", "partition", "keys", "values", "headers", "timestamps", "size", "created",
                  "base_offset", "log_append_time", "error", "appended", "durable", "producer")
@@ -148,14 +160,7 @@ class Producer:
             raise TypeError("Producer needs a Broker (embedded) or bootstrap='host:port' (network)")
         if bootstrap is not None:
             raise ValueError("give either a Broker or bootstrap='host:port', not both")
-        if acks not in (0, 1, -1, "0", "1", "-1", "all"):
-            raise ValueError(f"acks must be 0, 1 or 'all', got {acks!r}")
-        if batch_size <= 0 or linger_ms < 0:
-            raise ValueError("batch_size must be positive and linger_ms non-negative")
-        if retries.__class__ is not int or retries < 0 or retry_backoff_ms < 0:
-            raise ValueError("retries must be an int >= 0 and retry_backoff_ms non-negative")
-        if idempotent and acks not in (-1, "-1", "all"):
-            raise ValueError(f"an idempotent producer needs acks='all', got {acks!r}")
+        check_producer_settings(acks, linger_ms, batch_size, retries, retry_backoff_ms, idempotent)
         self._broker = broker
         self._acks = 0 if acks in (0, "0") else -1
         self._linger = linger_ms / 1000.0

@@ -25,7 +25,8 @@ import time
 
 from ..errors import BrokerClosedError, InvalidRecordError, LogbrokerError, RequestTimedOutError
 from ..records.compression import CODEC_NAMES, codec_from_name
-from .producer import _MAX_TIMESTAMP, Producer, RecordMetadata, _check_headers, _to_bytes, partition_for_key
+from .producer import (_MAX_TIMESTAMP, Producer, RecordMetadata, _check_headers, _to_bytes, check_producer_settings,
+                       partition_for_key)
 from .remote_common import base_config, partition_count, raise_from_kafka, to_logbroker_error
 
 
@@ -87,14 +88,7 @@ class RemoteProducer(Producer):
 
         if broker is not None:
             raise ValueError("give either a Broker or bootstrap='host:port', not both")
-        if acks not in (0, 1, -1, "0", "1", "-1", "all"):
-            raise ValueError(f"acks must be 0, 1 or 'all', got {acks!r}")
-        if batch_size <= 0 or linger_ms < 0:
-            raise ValueError("batch_size must be positive and linger_ms non-negative")
-        if retries.__class__ is not int or retries < 0 or retry_backoff_ms < 0:
-            raise ValueError("retries must be an int >= 0 and retry_backoff_ms non-negative")
-        if idempotent and acks not in (-1, "-1", "all"):
-            raise ValueError(f"an idempotent producer needs acks='all', got {acks!r}")
+        check_producer_settings(acks, linger_ms, batch_size, retries, retry_backoff_ms, idempotent)
         codec = CODEC_NAMES[codec_from_name(compression)]  # InvalidRecordError for unknown names
         settings = {
             "acks": "0" if acks in (0, "0") else "1" if acks in (1, "1") else "all",

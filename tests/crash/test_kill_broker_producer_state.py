@@ -20,9 +20,6 @@ import os
 import pathlib
 import random
 import signal
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
@@ -30,6 +27,7 @@ import pytest
 from logbroker.broker import Broker
 from logbroker.errors import OutOfOrderSequenceError
 from logbroker.inspect import verify_data_dir
+from helpers import start_child
 from storage._helpers import fetch_all
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -46,23 +44,7 @@ _spec.loader.exec_module(tool)
 
 def run_until_killed(data_dir: str, first_seq: int, seed: int, rng: random.Random) -> list[tuple[int, int, int]]:
     """One child process, killed while producing; the (sequence, records, offset) it acknowledged."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), data_dir, TOPIC, str(PRODUCER_ID), str(first_seq),
-                             str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    lines: list[bytes] = []
-    ready = threading.Event()
-
-    def pump():  # keep reading so the pipe never fills and blocks the child
-        for line in proc.stdout:
-            if line == b"ready\n":
-                ready.set()
-            else:
-                lines.append(line)
-        ready.set()
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    proc, lines, ready, reader = start_child(SCRIPT, data_dir, TOPIC, PRODUCER_ID, first_seq, seed)
     try:
         assert ready.wait(STARTUP_TIMEOUT_S), "the child never got ready"
         time.sleep(rng.uniform(0.2, 0.6))

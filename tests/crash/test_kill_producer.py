@@ -17,14 +17,12 @@ import os
 import pathlib
 import random
 import signal
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
 
 from logbroker.broker import Broker
+from helpers import start_child
 from storage._helpers import fetch_all
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -36,24 +34,7 @@ STARTUP_TIMEOUT_S = 30
 
 
 def start_producer(data_dir: str, first_seq: int, seed: int):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), data_dir, TOPIC, str(first_seq), str(seed)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    lines: list[bytes] = []
-    ready = threading.Event()
-
-    def pump():  # keep reading so the pipe never fills and blocks the producer
-        for line in proc.stdout:
-            if line == b"ready\n":
-                ready.set()
-            else:
-                lines.append(line)
-        ready.set()
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    return proc, lines, ready, reader
+    return start_child(SCRIPT, data_dir, TOPIC, first_seq, seed)
 
 
 def check(records: list[tuple[int, bytes]], acked: dict[int, int]) -> None:
