@@ -15,13 +15,15 @@ from ..clock import SYSTEM_CLOCK
 from ..config import TOPIC_CONFIGS, LogConfig, default_config_strings, validate_overrides, validate_topic_name
 from ..errors import (BrokerClosedError, InvalidConfigError, InvalidPartitionsError, InvalidRequestError,
                       InvalidTopicError, LogbrokerError, ReadOnlyError)
-from ..records.batch import validate_produced
+from ..records.batch import decode_records, iter_batches, validate_produced
 from ..storage.cleaner import compact_log
 from ..storage.files import atomic_write
 from ..storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, AppendInfo, PartitionLog, ReadInfo
 from ..storage.log_manager import METADATA_DIR, LogManager, TopicMetadata, new_topic_id
 
 OFFSETS_TOPIC = "__consumer_offsets"  # the group coordinator's log (groups/offsets_log.py)
+SHARE_STATE_TOPIC = "__share_group_state"  # the share-group service's log (broker/shares.py)
+INTERNAL_TOPICS = (OFFSETS_TOPIC, SHARE_STATE_TOPIC)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class Broker:
         self._flusher: threading.Thread | None = None
         self._housekeeper = None
         self._groups = None
+        self._shares = None
+        self._shares_lock = threading.Lock()
         if housekeeping and not self.read_only:
             self._housekeeper = threading.Thread(target=self._housekeeping_loop, name="logbroker-housekeeping",
                                                  daemon=True)
@@ -106,6 +110,17 @@ class Broker:
         self._groups = GroupService(self, initial_rebalance_delay_ms=initial_rebalance_delay_ms,
                                     members_survive_restart=members_survive_restart)
         return self._groups
+
+    @property
+    def shares(self):
+        """The share-group service (ShareGroupService: queues on the log), created on first use."""
+        if self._shares is None:
+            from .shares import ShareGroupService
+
+            with self._shares_lock:
+                if self._shares is None:
+                    self._shares = ShareGroupService(self)
+        return self._shares
 
     # ---- topics ------------------------------------------------------------------------------
 
@@ -181,7 +196,7 @@ class Broker:
     def append(self, topic: str, partition: int, records: bytes) -> AppendInfo:
         """Validate and append a producer's batches without waiting for fsync."""
         self._require_writable()
-        if topic == OFFSETS_TOPIC:
+        if topic in INTERNAL_TOPICS:
             _refuse_internal(topic, "append to")
         partition_log = self.log(topic, partition)
         batches = validate_produced(records, max_message_bytes=partition_log.config.max_message_bytes)
@@ -251,6 +266,25 @@ class Broker:
         if self.read_only:
             self._manager.refresh_log(partition_log)
         return partition_log.read(offset, max_bytes)
+
+    def iter_records(self, topic: str, partition: int):
+        """Every record (control records skipped) from the log start offset to the high watermark, in
+        order: how the internal logs are replayed."""
+        offset = self.list_offsets(topic, partition, -2)[0]
+        end = self.list_offsets(topic, partition, LATEST_TIMESTAMP)[0]
+        while offset < end:
+            info = self.fetch(topic, partition, offset, 1 << 20)
+            next_offset = offset
+            for pos, header in iter_batches(info.records):
+                next_offset = header.next_offset
+                if header.is_control:
+                    continue
+                for record in decode_records(info.records, pos, header, topic=topic, partition=partition):
+                    if record.offset >= offset:
+                        yield record
+            if next_offset <= offset:
+                break
+            offset = next_offset
 
     def list_offsets(self, topic: str, partition: int, timestamp: int) -> tuple[int, int] | None:
         """-2: (log start offset, -1); -1: (high watermark, -1); else the first (offset, timestamp)
@@ -344,6 +378,8 @@ class Broker:
             try:
                 if self._groups is not None:
                     self._groups.tick()
+                if self._shares is not None:
+                    self._shares.tick()
                 self.run_housekeeping()
             except BrokerClosedError:
                 return
@@ -367,8 +403,9 @@ class Broker:
 
 
 def _refuse_internal(name: str, action: str) -> None:
-    if name == OFFSETS_TOPIC:
-        raise InvalidTopicError(f"cannot {action} the internal topic {OFFSETS_TOPIC} (the group coordinator owns it)")
+    if name in INTERNAL_TOPICS:
+        owner = "the group coordinator" if name == OFFSETS_TOPIC else "the share-group service"
+        raise InvalidTopicError(f"cannot {action} the internal topic {name} ({owner} owns it)")
 
 
 __all__ = ["Broker", "EARLIEST_TIMESTAMP", "LATEST_TIMESTAMP"]

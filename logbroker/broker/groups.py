@@ -78,21 +78,9 @@ class GroupService:
         """(key, value) of every record in ``__consumer_offsets``, partition by partition."""
         broker = self._broker
         for partition in range(broker.partition_count(OFFSETS_TOPIC)):
-            offset = broker.list_offsets(OFFSETS_TOPIC, partition, -2)[0]
-            end = broker.list_offsets(OFFSETS_TOPIC, partition, LATEST_TIMESTAMP)[0]
-            while offset < end:
-                info = broker.fetch(OFFSETS_TOPIC, partition, offset, 1 << 20)
-                next_offset = offset
-                for pos, header in iter_batches(info.records):
-                    next_offset = header.next_offset
-                    if header.is_control:
-                        continue
-                    for record in decode_records(info.records, pos, header):
-                        if record.offset >= offset and record.key is not None:
-                            yield record.key, record.value
-                if next_offset <= offset:
-                    break
-                offset = next_offset
+            for record in broker.iter_records(OFFSETS_TOPIC, partition):
+                if record.key is not None:
+                    yield record.key, record.value
 
     def _run(self, method: str, *args, own: tuple[str, str] | None = None):
         """Call the coordinator, make its records durable, publish completions; return the response.

@@ -17,6 +17,11 @@ by this member and is then refused whole, or INVALID_REQUEST 42 for bad argument
 exactly one call's result, for the caller to copy to a dead-letter topic).  The caller appends
 ``records`` durably before it hands out records or answers an acknowledgement.
 
+With ``dead_letter_queue=True`` a dead letter is not archived at once: it becomes ARCHIVING (3 when
+rejected, 5 when its deliveries ran out) until the caller has copied it to the dead-letter topic and
+calls ``archive(offsets)``; ``pending_dead_letters()`` lists them again after a restart, so a copy is
+made exactly once when the caller checks the dead-letter topic for copies made just before a crash.
+
 **Durable state changes only in ``replay``** (DESIGN.md decision 5): the start and end offsets and, per
 in-flight offset, a durable state (AVAILABLE, ACKNOWLEDGED or ARCHIVED) and delivery count.  Acquired
 is never durable: an acquisition is written as "Available, delivery count n+1" *before* the record is
@@ -33,7 +38,7 @@ State record encoding (big-endian; one record is one value of ``__share_group_st
     start_offset    int64   the new start offset; state below it is dropped
     end_offset      int64   offsets from here on never entered the window (replay keeps the max)
     batch count     int32
-    batches         first_offset int64, last_offset int64, state int8, delivery_count int16
+    batches         first_offset int64, last_offset int64, state int8 (0, 2, 3, 4, 5), delivery_count int16
                     (runs of consecutive offsets sharing state and count)
 
 ``snapshot_record()`` gives a ShareSnapshot of the current state, to write instead of the history.
@@ -51,7 +56,12 @@ from logbroker.errors import CorruptRecordError
 from .errors import NONE
 
 AVAILABLE, ACQUIRED, ACKNOWLEDGED, ARCHIVED = 0, 1, 2, 4
+# Dead letters on their way to the dead-letter topic (durable, never delivered, hold the start offset).
+# 3 is Kafka's ARCHIVING; 5 is this project's: the same, for a record that used up its deliveries.
+ARCHIVING_REJECTED, ARCHIVING_EXHAUSTED = 3, 5
+ARCHIVING = (ARCHIVING_REJECTED, ARCHIVING_EXHAUSTED)
 FINISHED = (ACKNOWLEDGED, ARCHIVED)
+DURABLE_STATES = (AVAILABLE, ACKNOWLEDGED, ARCHIVED, ARCHIVING_REJECTED, ARCHIVING_EXHAUSTED)
 INVALID_REQUEST = 42
 INVALID_RECORD_STATE = 121
 GAP, ACCEPT, RELEASE, REJECT = 0, 1, 2, 3  # Kafka's acknowledge types (v1)
@@ -128,7 +138,7 @@ def decode_state(data: bytes) -> ShareState:
     records = {}
     for i in range(n):
         first, last, st, count = _BATCH.unpack_from(data, _HEADER.size + i * _BATCH.size)
-        if st not in (AVAILABLE, ACKNOWLEDGED, ARCHIVED) or first > last or count < 0:
+        if st not in DURABLE_STATES or first > last or count < 0:
             raise CorruptRecordError(f"bad share state batch {first}-{last} state {st} count {count}")
         records.update((o, (st, count)) for o in range(first, last + 1))
     return ShareState(start, end, records, kind == SNAPSHOT)
@@ -137,10 +147,12 @@ def decode_state(data: bytes) -> ShareState:
 # ---- the share-partition -------------------------------------------------------------------------
 
 class SharePartition:
-    def __init__(self, *, start_offset: int = 0, delivery_count_limit: int = 5, max_in_flight: int = 2000):
+    def __init__(self, *, start_offset: int = 0, delivery_count_limit: int = 5, max_in_flight: int = 2000,
+                 dead_letter_queue: bool = False):
         """``start_offset`` is where a partition with no stored state begins (share.auto.offset.reset)."""
         self.delivery_count_limit = delivery_count_limit
         self.max_in_flight = max_in_flight
+        self.dead_letter_queue = dead_letter_queue
         self._start = self._end = start_offset  # durable, written only by replay
         self._records: dict[int, tuple[int, int]] = {}  # durable: offset -> (state, count), non-trivial only
         self._locks: dict[int, _Lock] = {}  # live: acquired offsets
@@ -197,6 +209,37 @@ class SharePartition:
         lock = self._locks.get(offset)
         return lock.member_id if lock else None
 
+    def summary(self, log_end_offset: int, now_ms: int) -> dict:
+        """Counts for ``queue describe`` and lag: records from the start offset to ``log_end_offset`` by
+        state (offsets past the end offset count as available), the delivery-count histogram of the
+        in-flight ones and the first offset a consumer could be handed now (None if none)."""
+        counts = {"acquired": 0, "available": 0, "acknowledged": 0, "archived": 0, "dead_lettering": 0}
+        histogram: dict[int, int] = {}
+        first_available = None
+        for offset in range(self._start, min(self._end, log_end_offset)):
+            state, count = self.state_of(offset)
+            if state == ACQUIRED:
+                counts["acquired"] += 1
+            elif state == AVAILABLE:
+                counts["available"] += 1
+                if first_available is None and self._not_before.get(offset, now_ms) <= now_ms:
+                    first_available = offset
+            elif state == ACKNOWLEDGED:
+                counts["acknowledged"] += 1
+            elif state == ARCHIVED:
+                counts["archived"] += 1
+            else:
+                counts["dead_lettering"] += 1
+            if count and state in (ACQUIRED, AVAILABLE):
+                histogram[count] = histogram.get(count, 0) + 1
+        beyond = max(0, log_end_offset - max(self._end, self._start))
+        counts["available"] += beyond
+        if first_available is None and beyond:
+            first_available = max(self._end, self._start)
+        counts["delivery_counts"] = dict(sorted(histogram.items()))
+        counts["first_available_offset"] = first_available
+        return counts
+
     def next_deadline(self) -> int | None:
         """When ``tick`` next has work (a lock expiry or the end of a release delay)."""
         times = [lock.deadline_ms for lock in self._locks.values()] + list(self._not_before.values())
@@ -223,8 +266,7 @@ class SharePartition:
             if state != AVAILABLE or offset in self._locks or self._not_before.get(offset, now_ms) > now_ms:
                 continue
             if count >= self.delivery_count_limit:
-                changes[offset] = (ARCHIVED, count)
-                result.dead_letters.append(DeadLetter(offset, count, DELIVERY_LIMIT))
+                self._dead_letter(result, changes, offset, count, DELIVERY_LIMIT)
             else:
                 changes[offset] = (AVAILABLE, count + 1)
                 result.acquired.append(Acquired(offset, count + 1, count + 1))
@@ -251,28 +293,42 @@ class SharePartition:
     def reject(self, now_ms: int, member_id: str, offset: int, delivery_id: int) -> ShareResult:
         return self.acknowledge(now_ms, member_id, offset, delivery_id, REJECT)
 
-    def acknowledge(self, now_ms: int, member_id: str, offset: int, delivery_id: int, ack_type: int,
+    def acknowledge(self, now_ms: int, member_id: str, offset: int, delivery_id: int | None, ack_type: int,
                     delay_ms: int = 0) -> ShareResult:
         """Kafka's acknowledge types: GAP (archived, no dead letter: there is no record), ACCEPT,
         RELEASE (Available again after ``delay_ms``, or Archived at the limit), REJECT (Archived)."""
+        return self.acknowledge_many(now_ms, member_id, [(offset, delivery_id, ack_type)], delay_ms)
+
+    def acknowledge_many(self, now_ms: int, member_id: str, acks: Iterable[tuple[int, int | None, int]],
+                         delay_ms: int = 0) -> ShareResult:
+        """Apply ``(offset, delivery_id, ack_type)`` acknowledgements all or nothing, as one state record.
+
+        ``delivery_id`` None accepts whichever delivery the member holds (Kafka's wire acknowledgements
+        name offsets only; the lock still fences them).  One offset twice, an unknown type or a
+        negative delay is INVALID_REQUEST; any offset the member does not hold is INVALID_RECORD_STATE."""
         result = self._fire(now_ms)
-        if ack_type not in (GAP, ACCEPT, RELEASE, REJECT) or delay_ms < 0:
+        acks = list(acks)
+        if (delay_ms < 0 or len({a[0] for a in acks}) != len(acks)
+                or any(t not in (GAP, ACCEPT, RELEASE, REJECT) for _, _, t in acks)):
             result.error_code = INVALID_REQUEST
             return result
-        if not self._holds(member_id, offset, delivery_id):
+        if not all(self._holds(member_id, offset, delivery_id) for offset, delivery_id, _ in acks):
             result.error_code = INVALID_RECORD_STATE
             return result
-        del self._locks[offset]
-        _, count = self._records.get(offset, (AVAILABLE, 0))
-        if ack_type == ACCEPT:
-            self._emit(result, {offset: (ACKNOWLEDGED, count)})
-        elif ack_type == GAP:
-            self._emit(result, {offset: (ARCHIVED, count)})
-        elif ack_type == REJECT:
-            self._emit(result, {offset: (ARCHIVED, count)})
-            result.dead_letters.append(DeadLetter(offset, count, REJECTED))
-        else:
-            self._end_delivery(result, [offset], delay_ms, now_ms)
+        changes: dict[int, tuple[int, int]] = {}
+        released = []
+        for offset, _, ack_type in sorted(acks):
+            del self._locks[offset]
+            _, count = self._records.get(offset, (AVAILABLE, 0))
+            if ack_type == ACCEPT:
+                changes[offset] = (ACKNOWLEDGED, count)
+            elif ack_type == GAP:
+                changes[offset] = (ARCHIVED, count)
+            elif ack_type == REJECT:
+                self._dead_letter(result, changes, offset, count, REJECTED)
+            else:
+                released.append(offset)
+        self._end_delivery(result, released, delay_ms, now_ms, changes)
         return result
 
     def extend(self, now_ms: int, member_id: str, offset: int, delivery_id: int, extra_ms: int) -> ShareResult:
@@ -296,9 +352,35 @@ class SharePartition:
         self._end_delivery(result, mine, 0, now_ms)
         return result
 
-    def _holds(self, member_id: str, offset: int, delivery_id: int) -> bool:
+    def _holds(self, member_id: str, offset: int, delivery_id: int | None) -> bool:
         lock = self._locks.get(offset)
-        return lock is not None and lock.member_id == member_id and lock.delivery_id == delivery_id
+        return (lock is not None and lock.member_id == member_id
+                and (delivery_id is None or lock.delivery_id == delivery_id))
+
+    # ---- dead letters ---------------------------------------------------------------------------
+
+    def _dead_letter(self, result: ShareResult, changes: dict, offset: int, count: int, reason: str) -> None:
+        if self.dead_letter_queue:
+            changes[offset] = (ARCHIVING_REJECTED if reason == REJECTED else ARCHIVING_EXHAUSTED, count)
+        else:
+            changes[offset] = (ARCHIVED, count)
+        result.dead_letters.append(DeadLetter(offset, count, reason))
+
+    def pending_dead_letters(self) -> list[DeadLetter]:
+        """Dead letters not yet ``archive``d (copied to the dead-letter topic), in offset order."""
+        return [DeadLetter(o, count, REJECTED if st == ARCHIVING_REJECTED else DELIVERY_LIMIT)
+                for o, (st, count) in sorted(self._records.items()) if st in ARCHIVING]
+
+    def archive(self, offsets: Iterable[int]) -> ShareResult:
+        """The dead letters at ``offsets`` were copied: Archived (other offsets are left alone)."""
+        result = ShareResult()
+        changes = {}
+        for offset in offsets:
+            st, count = self._records.get(offset, (AVAILABLE, 0))
+            if st in ARCHIVING:
+                changes[offset] = (ARCHIVED, count)
+        self._emit(result, changes)
+        return result
 
     # ---- time and the log start ---------------------------------------------------------------
 
@@ -323,15 +405,15 @@ class SharePartition:
         self._end_delivery(result, expired, 0, now_ms)
         return result
 
-    def _end_delivery(self, result: ShareResult, offsets: list[int], delay_ms: int, now_ms: int) -> None:
+    def _end_delivery(self, result: ShareResult, offsets: list[int], delay_ms: int, now_ms: int,
+                      changes: dict | None = None) -> None:
         """Offsets no longer acquired whose delivery ended without an outcome: Available, or Archived
         (and dead-lettered) once their delivery count reached the limit."""
-        changes = {}
+        changes = {} if changes is None else changes
         for offset in offsets:
             _, count = self._records.get(offset, (AVAILABLE, 0))
             if count >= self.delivery_count_limit:
-                changes[offset] = (ARCHIVED, count)
-                result.dead_letters.append(DeadLetter(offset, count, DELIVERY_LIMIT))
+                self._dead_letter(result, changes, offset, count, DELIVERY_LIMIT)
             elif delay_ms > 0:
                 self._not_before[offset] = now_ms + delay_ms
         self._emit(result, changes)

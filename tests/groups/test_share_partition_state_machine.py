@@ -9,6 +9,10 @@ never past the limit; nothing is accepted twice; an ack succeeds exactly when it
 acquisition; dead letters come exactly once per record archived by reject or exhaustion, never for an
 accepted one; the partition rebuilt from the records has the live durable state; drained, every record
 ended accepted or dead-lettered.
+
+The second machine runs the same rules with a dead-letter topic: dead letters wait in ARCHIVING until
+a ``copy`` step archives them; a restart in between lists exactly the ones not yet copied, and the start
+offset never passes one.  Batched acknowledgements (``acknowledge_many``) are all or nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from logbroker.groups.share_partition import INVALID_RECORD_STATE, REJECTED, SharePartition
+from logbroker.groups.share_partition import (ACCEPT, INVALID_RECORD_STATE, INVALID_REQUEST, REJECT, REJECTED, RELEASE,
+                                              SharePartition)
 
 N = 10
 LIMIT = 3
@@ -28,9 +33,11 @@ MEMBERS = ["m1", "m2", "m3"]
 
 
 class SharePartitionMachine(RuleBasedStateMachine):
+    SETTINGS = {"delivery_count_limit": LIMIT}
+
     def __init__(self):
         super().__init__()
-        self.sp = SharePartition(delivery_count_limit=LIMIT)
+        self.sp = SharePartition(**self.SETTINGS)
         self.log: list[bytes] = []
         self.now = 0
         self.held: dict[int, tuple[str, int, int]] = {}  # offset -> (member, delivery id, deadline)
@@ -107,6 +114,36 @@ class SharePartitionMachine(RuleBasedStateMachine):
             member, delivery, deadline = self.held[offset]
             self.held[offset] = (member, delivery, deadline + extra)
 
+    @rule(indexes=st.lists(st.integers(0, 1000), min_size=1, max_size=4),
+          kind=st.sampled_from([ACCEPT, RELEASE, REJECT]))
+    def acknowledge_many(self, indexes, kind):
+        if not self.deliveries:
+            return
+        self.expire()
+        picked = [self.deliveries[i % len(self.deliveries)] for i in indexes]
+        offsets = [offset for _, offset, _ in picked]
+        member = picked[0][0]
+        current = all(self.held.get(o, (None, None, None))[:2] == (member, d) for _, o, d in picked)
+        r = self.take_batch(self.sp.acknowledge_many(self.now, member, [(o, d, kind) for _, o, d in picked]),
+                            offsets if current and kind == REJECT else ())
+        if len(set(offsets)) != len(offsets):
+            assert r.error_code == INVALID_REQUEST
+        elif not current:
+            assert r.error_code == INVALID_RECORD_STATE and r.records == [] and r.dead_letters == []
+        else:
+            assert r.error_code == 0
+            for offset in offsets:
+                self.held.pop(offset, None)
+                if kind == ACCEPT:
+                    assert offset not in self.accepted
+                    self.accepted.add(offset)
+
+    def take_batch(self, result, rejected):
+        self.rejected.update(rejected)
+        if result.error_code:
+            return result
+        return self.take(result)
+
     @rule(ms=st.integers(1, 250))
     def advance_time(self, ms):
         self.now += ms
@@ -115,7 +152,7 @@ class SharePartitionMachine(RuleBasedStateMachine):
 
     @rule()
     def restart(self):
-        self.sp = SharePartition.restart_from(self.log, delivery_count_limit=LIMIT)
+        self.sp = SharePartition.restart_from(self.log, **self.SETTINGS)
         self.held.clear()
 
     @invariant()
@@ -131,8 +168,7 @@ class SharePartitionMachine(RuleBasedStateMachine):
 
     @invariant()
     def replay_reproduces_durable_state(self):
-        assert SharePartition.restart_from(self.log, delivery_count_limit=LIMIT).durable_state() \
-            == self.sp.durable_state()
+        assert SharePartition.restart_from(self.log, **self.SETTINGS).durable_state() == self.sp.durable_state()
 
     @invariant()
     def window_bounded(self):
@@ -142,6 +178,7 @@ class SharePartitionMachine(RuleBasedStateMachine):
 
     def teardown(self):
         for _ in range(2 * LIMIT + 2):
+            self.finish_dead_letters()
             if self.sp.start_offset >= N:
                 break
             self.advance_time(1000)
@@ -154,12 +191,47 @@ class SharePartitionMachine(RuleBasedStateMachine):
                     self.accepted.add(a.offset)
                 else:
                     assert self.take(self.sp.release(self.now, "drain", a.offset, a.delivery_id)).error_code == 0
+        self.finish_dead_letters()
         assert self.sp.start_offset == N and self.sp.durable_state().records == {}
         assert self.accepted | set(self.dead) == set(range(N))
         self.each_dead_letter_once()
         self.replay_reproduces_durable_state()
 
 
+    def finish_dead_letters(self):
+        pass
+
+
+class DeadLetterQueueMachine(SharePartitionMachine):
+    SETTINGS = {"delivery_count_limit": LIMIT, "dead_letter_queue": True}
+
+    def __init__(self):
+        super().__init__()
+        self.copying: set[int] = set()  # dead letters reported, not yet copied and archived
+
+    def take(self, result):
+        super().take(result)
+        self.copying.update(letter.offset for letter in result.dead_letters)
+        return result
+
+    @rule()
+    def copy_dead_letters(self):
+        self.finish_dead_letters()
+
+    def finish_dead_letters(self):
+        self.log += self.sp.archive(sorted(self.copying)).records
+        self.copying.clear()
+
+    @invariant()
+    def pending_are_the_uncopied(self):
+        assert {d.offset for d in self.sp.pending_dead_letters()} == self.copying
+        assert all(self.sp.start_offset <= offset for offset in self.copying)
+
+
 TestSharePartition = SharePartitionMachine.TestCase
 TestSharePartition.settings = settings(max_examples=150, stateful_step_count=40, deadline=None,
                                        suppress_health_check=[HealthCheck.too_slow])
+
+TestDeadLetterQueue = DeadLetterQueueMachine.TestCase
+TestDeadLetterQueue.settings = settings(max_examples=100, stateful_step_count=40, deadline=None,
+                                        suppress_health_check=[HealthCheck.too_slow])

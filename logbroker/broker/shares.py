@@ -1,0 +1,609 @@
+"""The share-group service: queues on the log (KIP-932), SharePartitions kept in ``__share_group_state``.
+
+SHARE_GROUPS.md §3.  One ``SharePartition`` per (share group, topic, partition) holds which records are
+Available, Acquired (locked to one member until a deadline), Acknowledged or Archived, and how often
+each was delivered.  Its durable state is written to the internal compacted topic
+``__share_group_state`` (50 partitions, the group's partition chosen as for ``__consumer_offsets``)
+as one **full snapshot per share-partition per call**, so compaction keeps exactly the latest state
+of each key; replaying the topic from its start on first use rebuilds every share-partition, with
+Acquired records Available again and their delivery counts kept.  Record layout: groups/share_state_log.py.
+
+Every call appends what it changed and waits for fsync before it hands out records or answers an
+acknowledgement (acquisitions are written before delivery, so a crash never forgets one).  Dead
+letters (a reject, or a delivery count at the limit) of a group with a dead-letter topic go through
+three durable steps: ARCHIVING in the state log, the copy in the dead-letter topic, then ARCHIVED; a
+restart finishes pending ones after looking for copies already made, so each is copied exactly once.
+
+Membership (who is subscribed, epochs, assignments for ShareGroupHeartbeat) lives in memory only, as
+SHARE_GROUPS.md §3.14 allows: every member is assigned every partition of its subscribed topics; the
+record locks, not the assignment, keep two members from getting the same record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import asdict, replace
+from typing import NamedTuple
+
+from ..errors import InvalidConfigError, InvalidRequestError, KafkaStorageError, LogbrokerError
+from ..groups.errors import GROUP_ID_NOT_FOUND, NONE
+from ..groups.offsets_log import partition_for_group
+from ..groups.share_membership import HeartbeatResult, ShareMembership
+from ..groups.share_partition import (ACCEPT, GAP, INVALID_RECORD_STATE, RELEASE, REJECT, Acquired, DeadLetter,
+                                      SharePartition)
+from ..groups.share_state_log import (SHARE_STATE_CONFIG, SHARE_STATE_PARTITIONS, SHARE_STATE_TOPIC, ShareGroupConfig,
+                                      config_key, dead_letter_headers, dead_letter_source, decode_key, state_key)
+from ..records.batch import Record, decode_records, encode_batch_columns, iter_batches
+from ..storage.log import LATEST_TIMESTAMP
+
+log = logging.getLogger(__name__)
+
+_UNCHANGED = object()
+
+__all__ = ["ACCEPT", "GAP", "RELEASE", "REJECT", "HeartbeatResult", "PartitionAcquisition", "SHARE_STATE_TOPIC",
+           "ShareGroupConfig", "ShareGroupService", "dead_letter_headers"]
+
+
+class PartitionAcquisition(NamedTuple):
+    topic: str
+    partition: int
+    acquired: list[Acquired]
+
+
+class ShareGroupService:
+    """Share groups of one Broker.  Thread-safe: one lock; fsync waits happen outside it."""
+
+    def __init__(self, broker):
+        self._broker = broker
+        self._lock = threading.RLock()
+        self._available = threading.Condition()
+        self._loaded = False
+        self._configs: dict[str, ShareGroupConfig] = {}
+        self._partitions: dict[tuple[str, str, int], SharePartition] = {}  # (group, topic, partition)
+        self._topic_ids: dict[tuple[str, str, int], str] = {}
+        self._membership = ShareMembership(self._partition_count)
+        self._rotation = 0
+        self._listeners: list = []
+        self.default_config = ShareGroupConfig()  # for groups nobody configured (``serve`` may change it)
+        # per call, under the lock:
+        self._dirty: set[tuple[str, str, int]] = set()
+        self._config_records: list[tuple[str, bytes]] = []
+        self._pending_dead_letters: dict[tuple[str, str, int], list[DeadLetter]] = {}
+        self._freed = False
+        broker.add_data_listener(self._notify_available)
+
+    # ---- plumbing ----------------------------------------------------------------------------
+
+    def _now(self) -> int:
+        return self._broker.clock.time_ms()
+
+    def _load_locked(self) -> None:
+        if self._loaded:
+            return
+        broker = self._broker
+        states: dict[tuple[str, str, int], tuple[str, bytes]] = {}
+        if SHARE_STATE_TOPIC in broker.list_topics():
+            for key, value in self._state_records():
+                try:
+                    decoded = decode_key(key)
+                except ValueError:
+                    log.warning("skipping a malformed key in %s", SHARE_STATE_TOPIC)
+                    continue
+                if decoded[0] == "config":
+                    if value is None:
+                        self._configs.pop(decoded[1], None)
+                    else:
+                        self._configs[decoded[1]] = ShareGroupConfig.decode(value)
+                else:
+                    _, group, topic, topic_id, partition = decoded
+                    if value is None:
+                        states.pop((group, topic, partition), None)
+                    else:
+                        states[(group, topic, partition)] = (topic_id, value)
+        for (group, topic, partition), (topic_id, value) in states.items():
+            if topic_id != self._topic_id(topic):  # the topic was deleted (and maybe made again)
+                continue
+            sp = self._new_partition(group, 0)
+            sp.replay(value)
+            self._partitions[(group, topic, partition)] = sp
+            self._topic_ids[(group, topic, partition)] = topic_id
+        self._loaded = True
+        if not broker.read_only:
+            self._finish_dead_letters_after_restart()
+
+    def _state_records(self):
+        broker = self._broker
+        for partition in range(broker.partition_count(SHARE_STATE_TOPIC)):
+            for record in broker.iter_records(SHARE_STATE_TOPIC, partition):
+                if record.key is not None:
+                    yield record.key, record.value
+
+    def _topic_id(self, topic: str) -> str | None:
+        try:
+            return self._broker.topic(topic).topic_id
+        except LogbrokerError:
+            return None
+
+    def _new_partition(self, group: str, start_offset: int) -> SharePartition:
+        config = self._configs.get(group, self.default_config)
+        return SharePartition(start_offset=start_offset, delivery_count_limit=config.delivery_count_limit,
+                              dead_letter_queue=config.dead_letter_topic is not None)
+
+    def _partition_locked(self, group: str, topic: str, partition: int) -> SharePartition:
+        """The share-partition, made on first use at the group's auto-offset-reset position."""
+        key = (group, topic, partition)
+        sp = self._partitions.get(key)
+        broker = self._broker
+        topic_id = broker.topic(topic).topic_id
+        if sp is not None and self._topic_ids.get(key) != topic_id:
+            sp = None  # the topic was deleted and made again
+        if sp is None:
+            config = self._configs.get(group, self.default_config)
+            when = -2 if config.auto_offset_reset == "earliest" else LATEST_TIMESTAMP
+            start = broker.list_offsets(topic, partition, when)[0]
+            sp = self._new_partition(group, start)
+            self._partitions[key] = sp
+            self._topic_ids[key] = topic_id
+            self._dirty.add(key)  # the starting point itself is durable
+        return sp
+
+    def _append_locked(self, keys) -> list[tuple[int, int]]:
+        """Append a snapshot of each share-partition in ``keys`` (and pending config records)."""
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
+        for group, topic, partition in sorted(keys):
+            sp = self._partitions[(group, topic, partition)]
+            key = state_key(group, topic, self._topic_ids[(group, topic, partition)], partition)
+            by_partition[partition_for_group(group)].append((key, sp.snapshot_record()))
+        for group, value in self._config_records:
+            by_partition[partition_for_group(group)].append((config_key(group), value))
+        self._config_records = []
+        if not by_partition:
+            return []
+        broker = self._broker
+        if SHARE_STATE_TOPIC not in broker.list_topics():
+            broker._manager.create_topic(SHARE_STATE_TOPIC, SHARE_STATE_PARTITIONS, dict(SHARE_STATE_CONFIG))
+        now = self._now()
+        durable = []
+        for partition, records in by_partition.items():
+            data = encode_batch_columns([k for k, _ in records], [v for _, v in records], None,
+                                        [now] * len(records))
+            info = broker.log(SHARE_STATE_TOPIC, partition).append(data)
+            durable.append((partition, info.last_offset + 1))
+        return durable
+
+    def _wait_durable(self, durable) -> None:
+        for partition, offset in durable:
+            try:
+                self._broker.wait_durable(SHARE_STATE_TOPIC, partition, offset)
+            except LogbrokerError as exc:
+                raise KafkaStorageError(f"the share-group state log could not be written: {exc}") from exc
+
+    def _begin_locked(self) -> None:
+        self._load_locked()
+        self._dirty: set = set()
+        self._config_records: list = []
+        self._pending_dead_letters = {}
+        self._freed = False
+        now = self._now()
+        self._membership.expire(now)
+        self._fire_due_locked(now)
+
+    def _absorb(self, key, result) -> None:
+        """Note what a SharePartition call changed; dead letters are copied before the call ends."""
+        if result.records:
+            self._dirty.add(key)
+        if result.dead_letters:
+            self._pending_dead_letters.setdefault(key, []).extend(result.dead_letters)
+
+    def _end_locked(self):
+        """Append the changed state (dead letters copied first), return what to wait for."""
+        if self._pending_dead_letters:
+            self._copy_dead_letters_locked()
+        durable = self._append_locked(self._dirty)
+        self._dirty = set()
+        return durable
+
+    def _fire_due_locked(self, now: int) -> None:
+        for key, sp in list(self._partitions.items()):
+            deadline = sp.next_deadline()
+            if deadline is not None and deadline <= now:
+                result = sp.tick(now)
+                self._absorb(key, result)
+                self._freed = True
+
+    def _run(self, fn):
+        """Run ``fn()`` under the lock between _begin and _end; wait for fsync; wake waiters."""
+        with self._lock:
+            self._begin_locked()
+            try:
+                answer = fn()
+            finally:
+                durable = self._end_locked()
+                freed = self._freed
+        self._wait_durable(durable)
+        if freed:
+            self._notify_available()
+        return answer
+
+    # ---- dead letters ----------------------------------------------------------------------------
+
+    def _copy_dead_letters_locked(self) -> None:
+        """ARCHIVING durable → copies in the dead-letter topic durable → ARCHIVED (in the caller's append)."""
+        pending, self._pending_dead_letters = self._pending_dead_letters, {}
+        durable = self._append_locked(set(self._dirty) | set(pending))
+        self._dirty = set()
+        self._wait_durable(durable)
+        for (group, topic, partition), letters in pending.items():
+            sp = self._partitions[(group, topic, partition)]
+            dlq = self._configs.get(group, self.default_config).dead_letter_topic
+            if dlq is not None:
+                self._write_dead_letters(group, topic, partition, dlq, letters)
+            self._absorb((group, topic, partition), sp.archive([d.offset for d in letters]))
+
+    def _write_dead_letters(self, group: str, topic: str, partition: int, dlq: str, letters: list[DeadLetter]) -> None:
+        broker = self._broker
+        if dlq not in broker.list_topics():
+            broker.create_topic(dlq, 1)
+        records = {r.offset: r for r in self.read(topic, partition,
+                                                   [Acquired(d.offset, d.delivery_count, 0) for d in letters])}
+        keys, values, headers, timestamps = [], [], [], []
+        for letter in letters:
+            record = records.get(letter.offset)
+            if record is None:
+                log.warning("dead letter %s-%d@%d is gone from the log; not copied", topic, partition, letter.offset)
+                continue
+            keys.append(record.key)
+            values.append(record.value)
+            headers.append(list(record.headers) + dead_letter_headers(group, topic, partition, letter))
+            timestamps.append(record.timestamp)
+        if not values:
+            return
+        target = partition % broker.partition_count(dlq)
+        data = encode_batch_columns(keys, values, headers, timestamps)
+        info = broker.append(dlq, target, data)
+        broker.wait_durable(dlq, target, info.last_offset + 1)
+
+    def _finish_dead_letters_after_restart(self) -> None:
+        """Dead letters that were ARCHIVING at the crash: copy those the dead-letter topic lacks."""
+        pending = {key: sp.pending_dead_letters() for key, sp in self._partitions.items()}
+        pending = {key: letters for key, letters in pending.items() if letters}
+        if not pending:
+            return
+        self._dirty = set()
+        self._config_records = []
+        copied: dict[str, set] = {}
+        for (group, topic, partition), letters in pending.items():
+            sp = self._partitions[(group, topic, partition)]
+            dlq = self._configs.get(group, self.default_config).dead_letter_topic
+            if dlq is not None:
+                if dlq not in copied:
+                    copied[dlq] = self._dead_letters_in(dlq)
+                missing = [d for d in letters if (group, topic, partition, d.offset) not in copied[dlq]]
+                if missing:
+                    self._write_dead_letters(group, topic, partition, dlq, missing)
+            result = sp.archive([d.offset for d in letters])
+            if result.records:
+                self._dirty.add((group, topic, partition))
+        self._wait_durable(self._append_locked(self._dirty))
+        self._dirty = set()
+
+    def _dead_letters_in(self, dlq: str) -> set:
+        broker = self._broker
+        found = set()
+        if dlq not in broker.list_topics():
+            return found
+        for partition in range(broker.partition_count(dlq)):
+            for record in broker.iter_records(dlq, partition):
+                source = dead_letter_source(record.headers)
+                if source is not None:
+                    found.add(source)
+        return found
+
+    # ---- configuration ---------------------------------------------------------------------------
+
+    def configure(self, group: str, *, lock_duration_ms: int | None = None, delivery_count_limit: int | None = None,
+                  dead_letter_topic=_UNCHANGED, auto_offset_reset: str | None = None) -> ShareGroupConfig:
+        """Change the given settings of ``group`` (durably); the others keep their values."""
+        _check_group(group)
+        changes = {}
+        if lock_duration_ms is not None:
+            changes["lock_duration_ms"] = int(lock_duration_ms)
+        if delivery_count_limit is not None:
+            changes["delivery_count_limit"] = int(delivery_count_limit)
+        if dead_letter_topic is not _UNCHANGED:
+            changes["dead_letter_topic"] = dead_letter_topic or None
+        if auto_offset_reset is not None:
+            changes["auto_offset_reset"] = auto_offset_reset
+        if changes.get("dead_letter_topic") is not None:
+            from ..config import validate_topic_name
+
+            validate_topic_name(changes["dead_letter_topic"])
+            if changes["dead_letter_topic"].startswith("__"):
+                raise InvalidConfigError("a dead-letter topic cannot be an internal topic")
+
+        def call():
+            old = self._configs.get(group, self.default_config)
+            new = replace(old, **changes).check()
+            if new != old or group not in self._configs:
+                self._configs[group] = new
+                self._config_records.append((group, new.encode()))
+                for (g, _t, _p), sp in self._partitions.items():
+                    if g == group:
+                        sp.delivery_count_limit = new.delivery_count_limit
+                        sp.dead_letter_queue = new.dead_letter_topic is not None
+            return new
+
+        return self._run(call)
+
+    def config(self, group: str) -> ShareGroupConfig:
+        with self._lock:
+            self._load_locked()
+            return self._configs.get(group, self.default_config)
+
+    # ---- membership ------------------------------------------------------------------------------
+
+    def heartbeat(self, group: str, member_id: str, member_epoch: int, topics: list[str] | None,
+                  *, embedded: bool = False) -> HeartbeatResult:
+        """ShareGroupHeartbeat (SHARE_GROUPS.md §3.10, share_membership.py)."""
+        _check_group(group)
+        if self._is_classic_group(group):
+            return HeartbeatResult(GROUP_ID_NOT_FOUND, member_epoch, self._membership.heartbeat_interval_ms, None)
+        if member_epoch == 0 and topics and group not in self.list_groups():
+            self.configure(group)  # a share group's settings are made durable when its first member joins
+        with self._lock:
+            return self._membership.heartbeat(self._now(), group, member_id, member_epoch, topics, embedded)
+
+    def _is_classic_group(self, group: str) -> bool:
+        groups = self._broker._groups
+        return groups is not None and any(g == group for g, _, _ in groups.list_groups())
+
+    def _partition_count(self, topic: str) -> int | None:
+        try:
+            return self._broker.partition_count(topic)
+        except LogbrokerError:
+            return None
+
+    def join(self, group: str, member_id: str, topics: list[str]) -> None:
+        """An embedded member (a ``Queue``): it never expires; ``leave`` ends it."""
+        result = self.heartbeat(group, member_id, 0, list(topics), embedded=True)
+        if result.error_code == GROUP_ID_NOT_FOUND:
+            raise InvalidRequestError(f"{group!r} is a consumer group, not a share group")
+        if result.error_code:
+            raise InvalidRequestError(f"cannot join share group {group!r} (error {result.error_code})")
+
+    def leave(self, group: str, member_id: str) -> None:
+        self.release_member(group, member_id)
+        with self._lock:
+            self._membership.leave(group, member_id)
+
+    # ---- delivery --------------------------------------------------------------------------------
+
+    def acquire(self, group: str, member_id: str, partitions: list[tuple[str, int]], max_records: int,
+                lock_duration_ms: int | None = None) -> list[PartitionAcquisition]:
+        """Acquire up to ``max_records`` Available records across ``partitions``; durable before return."""
+        _check_group(group)
+        if max_records <= 0 or not member_id:
+            raise InvalidRequestError("acquire needs a member id and max_records > 0")
+        broker = self._broker
+        for topic, partition in partitions:
+            broker.log(topic, partition)  # UnknownTopicOrPartitionError before anything changes
+
+        def call():
+            config = self._configs.get(group, self.default_config)
+            lock_ms = config.lock_duration_ms if lock_duration_ms is None else int(lock_duration_ms)
+            now = self._now()
+            out = []
+            remaining = max_records
+            if not partitions:
+                return out
+            self._rotation = (self._rotation + 1) % len(partitions)
+            for topic, partition in partitions[self._rotation:] + partitions[:self._rotation]:
+                if remaining <= 0:
+                    break
+                key = (group, topic, partition)
+                sp = self._partition_locked(group, topic, partition)
+                log_start = broker.list_offsets(topic, partition, -2)[0]
+                if log_start > sp.start_offset:
+                    self._absorb(key, sp.advance_start(log_start))
+                high_watermark = broker.list_offsets(topic, partition, LATEST_TIMESTAMP)[0]
+                result = sp.acquire(now, member_id, range(sp.start_offset, high_watermark), remaining, lock_ms)
+                self._absorb(key, result)
+                if result.error_code:
+                    raise InvalidRequestError(f"acquire refused with error {result.error_code}")
+                if result.acquired:
+                    out.append(PartitionAcquisition(topic, partition, result.acquired))
+                    remaining -= len(result.acquired)
+            return out
+
+        return self._run(call)
+
+    def read(self, topic: str, partition: int, acquired: list[Acquired]) -> list[Record]:
+        """The records at the acquired offsets that have one (compacted-away offsets have none)."""
+        wanted = sorted({a.offset for a in acquired})
+        out = []
+        i = 0
+        while i < len(wanted):
+            info = self._broker.fetch(topic, partition, wanted[i], 1 << 20)
+            progressed = False
+            for pos, header in iter_batches(info.records):
+                if header.next_offset <= wanted[i]:
+                    continue
+                if header.is_control:
+                    progressed = True
+                    while i < len(wanted) and wanted[i] < header.next_offset:
+                        i += 1
+                    continue
+                for record in decode_records(info.records, pos, header, topic=topic, partition=partition):
+                    while i < len(wanted) and wanted[i] < record.offset:
+                        i += 1
+                    if i < len(wanted) and wanted[i] == record.offset:
+                        out.append(record)
+                        i += 1
+                while i < len(wanted) and wanted[i] < header.next_offset:
+                    i += 1  # inside this batch but without a record
+                progressed = True
+                if i >= len(wanted):
+                    break
+            if not progressed:
+                break  # past the log end
+        return out
+
+    def read_batches(self, topic: str, partition: int, acquired: list[Acquired], max_bytes: int = 1 << 26) -> bytes:
+        """The stored batches holding the acquired offsets, as they are on disk (for ShareFetch)."""
+        wanted = sorted({a.offset for a in acquired})
+        chunks = []
+        seen_base = set()
+        i = 0
+        size = 0
+        while i < len(wanted) and size < max_bytes:
+            info = self._broker.fetch(topic, partition, wanted[i], 1 << 20)
+            data = info.records
+            progressed = False
+            for pos, header in iter_batches(data):
+                if header.next_offset <= wanted[i]:
+                    continue
+                if header.base_offset not in seen_base:
+                    seen_base.add(header.base_offset)
+                    end = pos + header.size
+                    chunks.append(bytes(data[pos:end]))
+                    size += end - pos
+                while i < len(wanted) and wanted[i] < header.next_offset:
+                    i += 1
+                progressed = True
+                if i >= len(wanted):
+                    break
+            if not progressed:
+                break
+        return b"".join(chunks)
+
+    def acknowledge(self, group: str, member_id: str, acks: dict[tuple[str, int], list[tuple[int, int | None, int]]],
+                    delay_ms: int = 0) -> dict[tuple[str, int], int]:
+        """Per partition 0, INVALID_RECORD_STATE (121) or INVALID_REQUEST (42); all or nothing per
+        partition; durable (and dead letters copied) before it returns."""
+        _check_group(group)
+
+        def call():
+            now = self._now()
+            codes = {}
+            for (topic, partition), items in acks.items():
+                sp = self._partitions.get((group, topic, partition))
+                if sp is None:
+                    codes[(topic, partition)] = INVALID_RECORD_STATE
+                    continue
+                result = sp.acknowledge_many(now, member_id, items, delay_ms)
+                self._absorb((group, topic, partition), result)
+                codes[(topic, partition)] = result.error_code
+                if result.error_code == NONE and any(t == RELEASE for _, _, t in items):
+                    self._freed = True
+            return codes
+
+        return self._run(call)
+
+    def extend(self, group: str, member_id: str, topic: str, partition: int, offset: int, delivery_id: int | None,
+               extra_ms: int) -> int:
+        def call():
+            sp = self._partitions.get((group, topic, partition))
+            if sp is None:
+                return INVALID_RECORD_STATE
+            return sp.extend(self._now(), member_id, offset, delivery_id, int(extra_ms)).error_code
+
+        return self._run(call)
+
+    def release_member(self, group: str, member_id: str) -> None:
+        """The member's share session ended: every record it holds is released at once."""
+        def call():
+            now = self._now()
+            for (g, topic, partition), sp in list(self._partitions.items()):
+                if g == group:
+                    result = sp.release_member(now, member_id)
+                    self._absorb((g, topic, partition), result)
+            self._freed = True
+
+        self._run(call)
+
+    def tick(self) -> None:
+        """Fire expired locks and ended release delays (housekeeping calls this every second)."""
+        if self._broker.read_only:
+            return
+        self._run(lambda: None)
+
+    def next_deadline(self) -> int | None:
+        with self._lock:
+            times = [d for d in (sp.next_deadline() for sp in self._partitions.values()) if d is not None]
+            return min(times, default=None)
+
+    # ---- waiting ---------------------------------------------------------------------------------
+
+    def add_listener(self, listener) -> None:
+        """Call ``listener()`` when records may have become available (quick, thread-safe)."""
+        with self._available:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener) -> None:
+        with self._available:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _notify_available(self) -> None:
+        with self._available:
+            self._available.notify_all()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+
+    def wait_for_records(self, timeout: float) -> None:
+        """Sleep until records may be available (new data, a release, a lock expiry) or ``timeout``."""
+        deadline = self.next_deadline()
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, (deadline - self._now()) / 1000.0) + 0.001)
+        with self._available:
+            self._available.wait(max(0.0, timeout))
+        if deadline is not None and deadline <= self._now():
+            self.tick()
+
+    # ---- reporting -------------------------------------------------------------------------------
+
+    def list_groups(self) -> list[str]:
+        with self._lock:
+            self._load_locked()
+            names = set(self._configs) | {g for g, _, _ in self._partitions} | set(self._membership.groups())
+            return sorted(names)
+
+    def describe(self, group: str) -> dict:
+        with self._lock:
+            self._load_locked()
+            if group not in self.list_groups():
+                raise InvalidRequestError(f"no share group {group!r}")
+            now = self._now()
+            config = self._configs.get(group, self.default_config)
+            members = [{"member_id": m.member_id, "member_epoch": m.epoch, "topics": list(m.topics),
+                        "embedded": m.embedded} for m in self._membership.members(group)]
+            keys = sorted(k for k in self._partitions if k[0] == group)
+            snapshot = [(k, self._partitions[k]) for k in keys]
+        broker = self._broker
+        partitions = []
+        for (_, topic, partition), sp in snapshot:
+            try:
+                log_end = broker.list_offsets(topic, partition, LATEST_TIMESTAMP)[0]
+            except LogbrokerError:
+                continue
+            with self._lock:
+                summary = sp.summary(log_end, now)
+                start = sp.start_offset
+            first = summary.pop("first_available_offset")
+            age = None
+            if first is not None:
+                records = self.read(topic, partition, [Acquired(first, 0, 0)])
+                age = max(0, now - records[0].timestamp) if records else None
+            partitions.append({"topic": topic, "partition": partition, "start_offset": start,
+                               "log_end_offset": log_end,
+                               "lag": max(0, log_end - start) - summary["acknowledged"] - summary["archived"],
+                               "oldest_available_offset": first, "oldest_available_age_ms": age, **summary})
+        return {"group": group, "config": asdict(config), "members": members, "partitions": partitions}
+
+
+def _check_group(group: str) -> None:
+    if not isinstance(group, str) or not group:
+        raise InvalidRequestError("a share group needs a non-empty group id")
