@@ -74,16 +74,18 @@ class ShareMembership:
             return HeartbeatResult(UNKNOWN_MEMBER_ID, member_epoch, interval, None)
         elif member_epoch not in (member.epoch, member.epoch - 1):
             return HeartbeatResult(FENCED_MEMBER_EPOCH, member_epoch, interval, None)
-        else:
+        changed = False
+        if member_epoch > 0:
             member.last_seen_ms = now_ms
             if topics is not None and list(topics) != member.topics:
                 member.topics = list(topics)
-                member.epoch = self._bump(group)
+                changed = True
         assignment = self._assignment(member.topics)
         if assignment != member.assignment:
-            if member.assignment is not None and member_epoch > 0:
-                member.epoch = self._bump(group)
+            changed = changed or member.assignment is not None
             member.assignment = assignment
+        if changed and member_epoch > 0:
+            member.epoch = self._bump(group)
         return HeartbeatResult(NONE, member.epoch, interval, assignment)
 
     def leave(self, group: str, member_id: str) -> bool:
