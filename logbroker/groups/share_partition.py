@@ -169,7 +169,11 @@ class SharePartition:
 
     def replay(self, record: bytes) -> None:
         """Apply one state record: the only mutator of the durable state."""
-        state = decode_state(record)
+        self._apply(decode_state(record))
+
+    def _apply(self, state: ShareState) -> None:
+        """``replay`` of a decoded record (``_emit`` applies what it encodes without decoding it)."""
+        old_start = self._start
         if state.snapshot:
             self._records = {}
             self._start = state.start_offset
@@ -182,9 +186,10 @@ class SharePartition:
         self._end = max(self._end, state.end_offset, state.start_offset)
         if state.start_offset > self._start:
             self._start = state.start_offset
-        for table in (self._records, self._locks, self._not_before):
-            for offset in [o for o in table if o < self._start]:
-                del table[offset]
+        if self._start != old_start or state.snapshot:
+            for table in (self._records, self._locks, self._not_before):
+                for offset in [o for o in table if o < self._start]:
+                    del table[offset]
 
     def durable_state(self) -> ShareState:
         return ShareState(self._start, self._end, dict(self._records))
@@ -259,8 +264,15 @@ class SharePartition:
             return result
         changes: dict[int, tuple[int, int]] = {}
         limit = self._start + self.max_in_flight
-        for offset in self._candidates(available_offsets):
+        candidates = self._candidates(available_offsets)
+        for offset in candidates:
             if offset >= limit or len(result.acquired) >= max_records:
+                break
+            if offset >= self._end and isinstance(candidates, range):
+                # never in the window: no state, lock or delay; take the rest as one run
+                fresh = range(offset, min(candidates.stop, limit, offset + max_records - len(result.acquired)))
+                changes.update(dict.fromkeys(fresh, (AVAILABLE, 1)))
+                result.acquired.extend([Acquired(o, 1, 1) for o in fresh])
                 break
             state, count = self._records.get(offset, (AVAILABLE, 0))
             if state != AVAILABLE or offset in self._locks or self._not_before.get(offset, now_ms) > now_ms:
@@ -429,7 +441,7 @@ class SharePartition:
                 break
             new_start += 1
         end = max([self._end, new_start] + [o + 1 for o in changes])
-        record = encode_state(ShareState(new_start, end, {o: v for o, v in changes.items() if o >= new_start},
-                                         snapshot=False))
-        self.replay(record)
+        state = ShareState(new_start, end, {o: v for o, v in changes.items() if o >= new_start}, snapshot=False)
+        record = encode_state(state)
+        self._apply(state)
         result.records.append(record)
