@@ -20,9 +20,14 @@ ApiVersions rules (PROTOCOL.md §5), applied here so no caller can get them wron
   version, because kafka-python decodes every failed ApiVersions answer as v0; ``decode_response``
   mirrors that and reads a failed answer as v0.
 
-``SUPPORTED`` is what the broker advertises (PROTOCOL.md §8).  ``SERVED`` is what ``decode_request``
-accepts: the same, except Produce v0-2, which is advertised only to keep librdkafka 2.0.2's
-compression on and is refused as unsupported, as Kafka 4.0 does.
+``SUPPORTED`` is what the broker advertises (PROTOCOL.md §8, with Metadata raised to v12 and the
+share-group APIs at v1 for SHARE_GROUPS.md §1; the server lists only APIs it has a handler for).
+``SERVED`` is what ``decode_request`` accepts: the same, except Produce v0-2, which is advertised only
+to keep librdkafka 2.0.2's compression on and is refused as unsupported, as Kafka 4.0 does.
+
+``decode_request`` refuses trailing bytes, with one exception read around rather than refused:
+librdkafka's flexible Metadata request for every topic carries 3 stray zero bytes
+(``_librdkafka_null_topics``).
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     0: (0, 7),    # Produce (v0-2 advertised, refused: see SERVED)
     1: (4, 11),   # Fetch
     2: (1, 2),    # ListOffsets
-    3: (0, 4),    # Metadata
+    3: (0, 12),   # Metadata (v12: topic ids, lookups by id; SHARE_GROUPS.md §1.2)
     8: (2, 3),    # OffsetCommit
     9: (1, 3),    # OffsetFetch
     10: (0, 1),   # FindCoordinator
@@ -66,6 +71,9 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     32: (1, 2),   # DescribeConfigs
     37: (0, 1),   # CreatePartitions
     42: (0, 1),   # DeleteGroups
+    76: (1, 1),   # ShareGroupHeartbeat (advertised by ApiVersions once a handler serves it)
+    78: (1, 1),   # ShareFetch
+    79: (1, 1),   # ShareAcknowledge
 }
 
 SERVED: dict[int, tuple[int, int]] = {**SUPPORTED, 0: (3, 7)}
@@ -78,7 +86,6 @@ API_NAMES: dict[int, str] = {
     38: "CreateDelegationToken", 39: "RenewDelegationToken", 40: "ExpireDelegationToken",
     41: "DescribeDelegationToken", 43: "ElectLeaders", 44: "IncrementalAlterConfigs", 47: "OffsetDelete",
     60: "DescribeCluster", 68: "ConsumerGroupHeartbeat", 71: "GetTelemetrySubscriptions",
-    76: "ShareGroupHeartbeat", 78: "ShareFetch", 79: "ShareAcknowledge",
 }
 API_NAMES = dict(sorted(API_NAMES.items()))
 
@@ -125,14 +132,36 @@ def decode_request(frame, *, served: dict[int, tuple[int, int]] | None = None) -
     try:
         if flexible:
             skip_tags(r)
-        body = codec.decode(r)
-        if r.pos != r.end:
-            raise ProtocolError(f"{r.end - r.pos} bytes left over after the body")
+        body = _librdkafka_null_topics(codec, key, version, r)
+        if body is None:
+            body = codec.decode(r)
+            if r.pos != r.end:
+                raise ProtocolError(f"{r.end - r.pos} bytes left over after the body")
     except ProtocolError as exc:
         exc.context = f"{_name(key)} v{version} request"
         exc.header = header
         raise
     return header, body
+
+
+def _librdkafka_null_topics(codec: StructCodec, key: int, version: int, r: Reader) -> dict | None:
+    """The body librdkafka meant, for its flexible Metadata request for every topic; None for any other.
+
+    librdkafka (v9+) writes that request's null topics array as the INT32 placeholder it never shrinks
+    to the one-byte varint, so 3 zero bytes follow the null and shift everything after (librdkafka
+    issue #5049; Kafka reads on and ignores the tail).  Such a body starts with 4 zero bytes and is
+    longer than a real body of nulls and falses with no tags (4 bytes, 5 in v9-10 with their extra
+    flag); skipping the 3 placeholder bytes must then read exactly to the end.
+    """
+    shortest = 5 if version <= 10 else 4
+    if key != 3 or version < 9 or r.end - r.pos <= shortest or bytes(r.buf[r.pos:r.pos + 4]) != bytes(4):
+        return None
+    shifted = Reader(r.buf, r.pos + 3, r.end)
+    try:
+        body = codec.decode(shifted)
+    except ProtocolError:
+        return None
+    return body if shifted.pos == shifted.end else None
 
 
 def encode_request(api_key: int, api_version: int, correlation_id: int, client_id: str | None, body) -> bytes:

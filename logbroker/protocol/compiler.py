@@ -24,7 +24,7 @@ import struct
 from typing import Any, Callable, NamedTuple
 
 from .errors import EncodeError, ProtocolError
-from .fieldcodecs import ENCODE_FAILURES, FIXED_CODES, TypeCodec, array, primitive, scalar_array
+from .fieldcodecs import ENCODE_FAILURES, FIXED_CODES, TypeCodec, array, nullable_struct, primitive, scalar_array
 from .primitives import Reader, Writer
 from .schema import MISSING, Array, Field, Struct
 
@@ -275,9 +275,9 @@ def _compile_type(f: Field, version: int, flexible: bool) -> TypeCodec:
         elem = compile_struct(tuple(t), version, flexible)
         return array(elem.decode, elem.encode, elem.min_size, compact, nullable, zero)
     if isinstance(t, Struct):
-        if nullable:
-            raise ValueError(f"field {f.name}: nullable structs are not supported")
         sc = compile_struct(tuple(t), version, flexible)
+        if nullable:
+            return nullable_struct(sc.decode, sc.encode)
         return TypeCodec(sc.decode, sc.encode, sc.min_size, sc.default)
     if t.startswith("[]"):
         return scalar_array(t[2:], compact, nullable, zero)

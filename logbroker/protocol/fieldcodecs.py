@@ -1,10 +1,12 @@
-"""Readers and writers for one field's type: primitives, and arrays of primitives or of structs.
+"""Readers and writers for one field's type: primitives, arrays of primitives or of structs, and
+nullable structs.
 
 ``compiler.py`` asks for a ``TypeCodec`` per field and version; the choice between classic and
 compact encodings and between nullable and not is made here, once, so the closures returned do no
 such branching per call.  Arrays check their claimed length against the bytes left before reading
 an element (``Reader.array_length``); arrays of fixed-width numbers are read and written with one
-``struct`` call.
+``struct`` call.  A nullable struct (ShareGroupHeartbeat's ``assignment``) is Kafka's INT8 marker,
+-1 for null and 1 before a present struct; as Kafka's readers do, any negative marker reads as null.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Callable, NamedTuple
 from .errors import EncodeError, ProtocolError
 from .primitives import Reader, Writer
 
-__all__ = ["ENCODE_FAILURES", "FIXED_CODES", "TypeCodec", "array", "primitive", "scalar_array"]
+__all__ = ["ENCODE_FAILURES", "FIXED_CODES", "TypeCodec", "array", "nullable_struct", "primitive", "scalar_array"]
 
 _FIXED = {  # type -> (struct code, size)
     "int8": ("b", 1), "int16": ("h", 2), "int32": ("i", 4), "int64": ("q", 8),
@@ -124,3 +126,21 @@ def scalar_array(t: str, compact: bool, nullable: bool, zero) -> TypeCodec:
             w.buf += struct.pack(f">i{len(v)}{code}", len(v), *v)
 
     return TypeCodec(read, write, 1 if compact else 4, lambda: None if zero is None else list(zero))
+
+
+def nullable_struct(read_struct, write_struct) -> TypeCodec:
+    """A struct that may be null: INT8 -1 for null, else INT8 1 and the struct."""
+
+    def read(r: Reader):
+        if r.int8() < 0:
+            return None
+        return read_struct(r)
+
+    def write(w: Writer, v) -> None:
+        if v is None:
+            w.buf.append(0xFF)
+            return
+        w.buf.append(1)
+        write_struct(w, v)
+
+    return TypeCodec(read, write, 1, lambda: None)

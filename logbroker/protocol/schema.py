@@ -6,7 +6,9 @@ section of flexible versions), and a default.  Types are:
 
 * a primitive name: ``bool int8 int16 int32 int64 uint16 uint32 float64 uuid string bytes records``
 * ``"[]T"`` for an array of a primitive, e.g. ``"[]int32"``, ``"[]string"``
-* ``Struct(Field, ...)`` for a nested struct, ``Array(Field, ...)`` for an array of structs.
+* ``Struct(Field, ...)`` for a nested struct, ``Array(Field, ...)`` for an array of structs.  A struct
+  with ``nullable_versions`` travels behind an INT8 marker (-1 null, 1 present), as Kafka encodes
+  ShareGroupHeartbeat's ``assignment``.
 
 Versions are written as in Kafka's schemas: ``"0+"``, ``"3-7"``, ``"5"``, ``"none"``.
 

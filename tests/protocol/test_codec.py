@@ -20,10 +20,13 @@ PROTOCOL_MD_SECTION_8 = {  # the "advertise" column
     13: (0, 1), 8: (2, 3), 9: (1, 3), 22: (0, 1), 19: (2, 4), 20: (1, 3), 37: (0, 1), 21: (0, 1), 42: (0, 1),
     32: (1, 2), 15: (0, 3), 16: (0, 2),
 }
+SHARE_GROUPS_MD_SECTION_1_2 = {  # what the share consumer needs on top: Metadata to v12, the share APIs at v1
+    3: (0, 12), 76: (1, 1), 78: (1, 1), 79: (1, 1),
+}
 
 
-def test_supported_is_protocol_md_section_8():
-    assert SUPPORTED == PROTOCOL_MD_SECTION_8
+def test_supported_is_protocol_md_section_8_raised_for_share_groups():
+    assert SUPPORTED == {**PROTOCOL_MD_SECTION_8, **SHARE_GROUPS_MD_SECTION_1_2}
     assert SERVED == {**SUPPORTED, 0: (3, 7)}  # Produce v0-2: advertised, refused (KAFKA-18659)
     assert [e["api_key"] for e in api_versions_entries()] == sorted(SUPPORTED)
     assert api_versions_entries({18: (0, 4)}) == [{"api_key": 18, "min_version": 0, "max_version": 4}]
@@ -42,7 +45,8 @@ def test_error_classes_sit_in_the_one_tree():
 
 # -- version gating ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("api_key, version", [(0, 2), (0, 8), (1, 3), (3, 5), (18, 5), (99, 0), (-1, 0)])
+@pytest.mark.parametrize("api_key, version", [(0, 2), (0, 8), (1, 3), (3, 13), (18, 5), (76, 0), (78, 2), (99, 0),
+                                               (-1, 0)])
 def test_unsupported_versions_raise_with_the_header(api_key, version):
     frame = encode_request(18, 0, 77, "cid", {})[4:]
     frame = struct.pack(">hh", api_key, version) + frame[4:]
@@ -53,11 +57,11 @@ def test_unsupported_versions_raise_with_the_header(api_key, version):
 
 
 def test_served_can_be_widened_per_call():
-    frame = encode_request(3, 12, 1, None, {"topics": None})[4:]
+    frame = encode_request(1, 12, 1, None, {"topics": []})[4:]
     with pytest.raises(UnsupportedVersionError):
         decode_request(frame)
-    header, body = decode_request(frame, served={**SERVED, 3: (0, 12)})
-    assert header.api_version == 12 and body["topics"] is None
+    header, body = decode_request(frame, served={**SERVED, 1: (4, 12)})
+    assert header.api_version == 12 and body["topics"] == []
     with pytest.raises(UnsupportedVersionError, match="not defined"):  # served but never defined
         decode_request(struct.pack(">hhih", 3, 99, 1, -1) + b"\x00", served={3: (0, 100)})
 
@@ -84,6 +88,35 @@ def test_request_header_v2_tags_are_skipped():
     at = 4 + 4 + 2 + 7  # api key, version, correlation id, client id "rdkafka"; then the header's tag section
     tagged = plain[:at] + b"\x01\x09\x02hi" + plain[at + 1:]
     assert decode_request(tagged) == decode_request(plain)
+
+
+# librdkafka 2.16's Metadata v12 request for every topic, as sent: its null topics array is an unshrunk
+# INT32 placeholder, 3 stray zero bytes before the fields it meant (librdkafka issue #5049)
+LIBRDKAFKA_ALL_TOPICS_V12 = bytes.fromhex("0003 000c 00000003 0007 72646b61666b61 00  00 000000 01 00 00")
+HEADER_BYTES = 18  # api key, version, correlation id, client id "rdkafka", tag section
+
+
+@pytest.mark.parametrize("version, meant", [(12, "00 01 00 00"), (11, "00 01 01 00"), (10, "00 00 00 01 00"),
+                                            (9, "00 01 01 01 00")])
+def test_librdkafkas_all_topics_metadata_request_is_read_as_meant(version, meant):
+    header = struct.pack(">hhih", 3, version, 3, 7) + b"rdkafka\x00"
+    meant = bytes.fromhex(meant)
+    expected = decode_request(header + meant)[1]
+    assert expected["topics"] is None
+    assert decode_request(header + meant[:1] + bytes(3) + meant[1:]) == (RequestHeader(3, version, 3, "rdkafka"),
+                                                                          expected)
+
+
+def test_librdkafka_all_topics_quirk_as_captured_and_nothing_else_tolerated():
+    _, body = decode_request(LIBRDKAFKA_ALL_TOPICS_V12)
+    assert body == {"topics": None, "allow_auto_topic_creation": True, "include_topic_authorized_operations": False}
+    _, plain = decode_request(LIBRDKAFKA_ALL_TOPICS_V12[:HEADER_BYTES] + bytes(4))  # a real all-zero body
+    assert plain == {"topics": None, "allow_auto_topic_creation": False, "include_topic_authorized_operations": False}
+    for body in (bytes.fromhex("01 00 00 00 00"), bytes(10)):
+        with pytest.raises(ProtocolError, match="left over"):
+            decode_request(LIBRDKAFKA_ALL_TOPICS_V12[:HEADER_BYTES] + body)
+    with pytest.raises(ProtocolError, match="3 bytes left over"):  # only flexible versions
+        decode_request(struct.pack(">hhih", 3, 8, 3, -1) + bytes(4) + bytes.fromhex("01 00 00") + bytes(3))
 
 
 def test_is_flexible():

@@ -9,8 +9,8 @@ a change to the advertised table and to the server, not to these definitions.
 from __future__ import annotations
 
 from ..schema import Api
-from . import admin, core, fetch, groups, produce
+from . import admin, core, fetch, groups, produce, share
 
 __all__ = ["APIS"]
 
-APIS: dict[int, Api] = {api.key: api for module in (core, produce, fetch, groups, admin) for api in module.APIS}
+APIS: dict[int, Api] = {api.key: api for module in (core, produce, fetch, groups, admin, share) for api in module.APIS}
