@@ -12,11 +12,11 @@
 """
 
 from .broker import Broker
-from .client import Consumer, Producer, RecordMetadata, TopicPartition
+from .client import AcknowledgementError, Consumer, Message, Producer, Queue, RecordMetadata, TopicPartition
 from .errors import LogbrokerError
 from .records import Record
 
 __version__ = "0.1.0"
 
-__all__ = ["Broker", "Consumer", "LogbrokerError", "Producer", "Record", "RecordMetadata", "TopicPartition",
-           "__version__"]
+__all__ = ["AcknowledgementError", "Broker", "Consumer", "LogbrokerError", "Message", "Producer", "Queue", "Record",
+           "RecordMetadata", "TopicPartition", "__version__"]

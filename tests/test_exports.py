@@ -34,6 +34,16 @@ def test_main_classes_import():
     assert issubclass(logbroker.LogbrokerError, Exception)
 
 
+def test_queue_classes_import():
+    from logbroker import AcknowledgementError, Message, Queue
+
+    from logbroker.client.queue import AcknowledgementError as ErrorImpl, Message as MessageImpl, Queue as QueueImpl
+
+    assert (Queue, Message, AcknowledgementError) == (QueueImpl, MessageImpl, ErrorImpl)
+    assert issubclass(AcknowledgementError, logbroker.LogbrokerError)
+    assert Message._fields[:8] == logbroker.Record._fields
+
+
 def test_version_matches_the_distribution():
     assert logbroker.__version__ == importlib.metadata.version("logbroker")
 

@@ -12,7 +12,8 @@ consume -g, group reset-offsets --execute, group delete) opens the data director
 ``logbroker serve`` owns it (the lock records its listen address) the command talks to that server
 instead.  Commands that only read (consume without -g, topic list/describe, group list/describe,
 a reset-offsets dry run) read the files directly, next to the server, unless --bootstrap is given.
-``inspect`` and ``serve`` always work on the files.
+``inspect`` and ``serve`` always work on the files.  ``queue`` (share groups) works on the data
+directory only for now: it refuses --bootstrap and a directory owned by a running server.
 """
 
 from __future__ import annotations
@@ -138,12 +139,13 @@ def cli(ctx: click.Context, data_dir: str, bootstrap: str | None, verbose: bool)
 
 
 def _register() -> None:
-    from . import consume, groups, inspect, produce, serve, topics
+    from . import consume, groups, inspect, produce, queue, serve, topics
 
     cli.add_command(topics.topic)
     cli.add_command(produce.produce)
     cli.add_command(consume.consume)
     cli.add_command(groups.group)
+    cli.add_command(queue.queue)
     cli.add_command(inspect.inspect)
     cli.add_command(serve.serve)
 
