@@ -34,8 +34,9 @@ from ..groups.share_membership import HeartbeatResult, ShareMembership
 from ..groups.share_partition import (ACCEPT, GAP, INVALID_RECORD_STATE, RELEASE, REJECT, Acquired, DeadLetter,
                                       SharePartition)
 from ..groups.share_state_log import (SHARE_STATE_CONFIG, SHARE_STATE_PARTITIONS, SHARE_STATE_TOPIC, ShareGroupConfig,
-                                      config_key, dead_letter_headers, dead_letter_source, decode_key, state_key)
-from ..records.batch import Record, decode_records, encode_batch_columns, iter_batches
+                                      config_key, dead_letter_headers, decode_key, state_key)
+from ..records.batch import Record, encode_batch_columns
+from .share_reads import copy_dead_letters, dead_letters_in, read_batches, read_records
 from ..storage.log import LATEST_TIMESTAMP
 
 log = logging.getLogger(__name__)
@@ -239,31 +240,8 @@ class ShareGroupService:
             sp = self._partitions[(group, topic, partition)]
             dlq = self._configs.get(group, self.default_config).dead_letter_topic
             if dlq is not None:
-                self._write_dead_letters(group, topic, partition, dlq, letters)
+                copy_dead_letters(self._broker, group, topic, partition, dlq, letters)
             self._absorb((group, topic, partition), sp.archive([d.offset for d in letters]))
-
-    def _write_dead_letters(self, group: str, topic: str, partition: int, dlq: str, letters: list[DeadLetter]) -> None:
-        broker = self._broker
-        if dlq not in broker.list_topics():
-            broker.create_topic(dlq, 1)
-        records = {r.offset: r for r in self.read(topic, partition,
-                                                   [Acquired(d.offset, d.delivery_count, 0) for d in letters])}
-        keys, values, headers, timestamps = [], [], [], []
-        for letter in letters:
-            record = records.get(letter.offset)
-            if record is None:
-                log.warning("dead letter %s-%d@%d is gone from the log; not copied", topic, partition, letter.offset)
-                continue
-            keys.append(record.key)
-            values.append(record.value)
-            headers.append(list(record.headers) + dead_letter_headers(group, topic, partition, letter))
-            timestamps.append(record.timestamp)
-        if not values:
-            return
-        target = partition % broker.partition_count(dlq)
-        data = encode_batch_columns(keys, values, headers, timestamps)
-        info = broker.append(dlq, target, data)
-        broker.wait_durable(dlq, target, info.last_offset + 1)
 
     def _finish_dead_letters_after_restart(self) -> None:
         """Dead letters that were ARCHIVING at the crash: copy those the dead-letter topic lacks."""
@@ -279,27 +257,15 @@ class ShareGroupService:
             dlq = self._configs.get(group, self.default_config).dead_letter_topic
             if dlq is not None:
                 if dlq not in copied:
-                    copied[dlq] = self._dead_letters_in(dlq)
+                    copied[dlq] = dead_letters_in(self._broker, dlq)
                 missing = [d for d in letters if (group, topic, partition, d.offset) not in copied[dlq]]
                 if missing:
-                    self._write_dead_letters(group, topic, partition, dlq, missing)
+                    copy_dead_letters(self._broker, group, topic, partition, dlq, missing)
             result = sp.archive([d.offset for d in letters])
             if result.records:
                 self._dirty.add((group, topic, partition))
         self._wait_durable(self._append_locked(self._dirty))
         self._dirty = set()
-
-    def _dead_letters_in(self, dlq: str) -> set:
-        broker = self._broker
-        found = set()
-        if dlq not in broker.list_topics():
-            return found
-        for partition in range(broker.partition_count(dlq)):
-            for record in broker.iter_records(dlq, partition):
-                source = dead_letter_source(record.headers)
-                if source is not None:
-                    found.add(source)
-        return found
 
     # ---- configuration ---------------------------------------------------------------------------
 
@@ -421,62 +387,11 @@ class ShareGroupService:
 
     def read(self, topic: str, partition: int, acquired: list[Acquired]) -> list[Record]:
         """The records at the acquired offsets that have one (compacted-away offsets have none)."""
-        wanted = sorted({a.offset for a in acquired})
-        out = []
-        i = 0
-        while i < len(wanted):
-            info = self._broker.fetch(topic, partition, wanted[i], 1 << 20)
-            progressed = False
-            for pos, header in iter_batches(info.records):
-                if header.next_offset <= wanted[i]:
-                    continue
-                if header.is_control:
-                    progressed = True
-                    while i < len(wanted) and wanted[i] < header.next_offset:
-                        i += 1
-                    continue
-                for record in decode_records(info.records, pos, header, topic=topic, partition=partition):
-                    while i < len(wanted) and wanted[i] < record.offset:
-                        i += 1
-                    if i < len(wanted) and wanted[i] == record.offset:
-                        out.append(record)
-                        i += 1
-                while i < len(wanted) and wanted[i] < header.next_offset:
-                    i += 1  # inside this batch but without a record
-                progressed = True
-                if i >= len(wanted):
-                    break
-            if not progressed:
-                break  # past the log end
-        return out
+        return read_records(self._broker, topic, partition, [a.offset for a in acquired])
 
     def read_batches(self, topic: str, partition: int, acquired: list[Acquired], max_bytes: int = 1 << 26) -> bytes:
         """The stored batches holding the acquired offsets, as they are on disk (for ShareFetch)."""
-        wanted = sorted({a.offset for a in acquired})
-        chunks = []
-        seen_base = set()
-        i = 0
-        size = 0
-        while i < len(wanted) and size < max_bytes:
-            info = self._broker.fetch(topic, partition, wanted[i], 1 << 20)
-            data = info.records
-            progressed = False
-            for pos, header in iter_batches(data):
-                if header.next_offset <= wanted[i]:
-                    continue
-                if header.base_offset not in seen_base:
-                    seen_base.add(header.base_offset)
-                    end = pos + header.size
-                    chunks.append(bytes(data[pos:end]))
-                    size += end - pos
-                while i < len(wanted) and wanted[i] < header.next_offset:
-                    i += 1
-                progressed = True
-                if i >= len(wanted):
-                    break
-            if not progressed:
-                break
-        return b"".join(chunks)
+        return read_batches(self._broker, topic, partition, [a.offset for a in acquired], max_bytes)
 
     def acknowledge(self, group: str, member_id: str, acks: dict[tuple[str, int], list[tuple[int, int | None, int]]],
                     delay_ms: int = 0) -> dict[tuple[str, int], int]:

@@ -1,0 +1,120 @@
+"""Reading what share groups hand out, and copying dead letters (the share-group service's log I/O).
+
+``read_records`` decodes the records at given offsets (for the embedded Queue and dead letters),
+``read_batches`` returns the stored batches holding them, byte for byte (for ShareFetch: whole
+batches, the client drops the records outside its acquired ranges).  Offsets without a record
+(compacted away, control records) and offsets outside the log (below its start, at or past the high
+watermark) are simply absent from the answer.  ``copy_dead_letters`` appends
+dead letters to a dead-letter topic with the ``logbroker.dlq.*`` headers and waits until they are
+durable; ``dead_letters_in`` lists the sources of the dead letters a topic already holds.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..groups.share_partition import DeadLetter
+from ..groups.share_state_log import dead_letter_headers, dead_letter_source
+from ..records.batch import Record, decode_records, encode_batch_columns, iter_batches
+from ..storage.log import LATEST_TIMESTAMP
+
+log = logging.getLogger(__name__)
+
+
+def _in_log(broker, topic: str, partition: int, offsets) -> list[int]:
+    """``offsets`` sorted, without those below the log start (gone) or at/after the high watermark."""
+    start = broker.list_offsets(topic, partition, -2)[0]
+    end = broker.list_offsets(topic, partition, LATEST_TIMESTAMP)[0]
+    return sorted(o for o in set(offsets) if start <= o < end)
+
+
+def read_records(broker, topic: str, partition: int, offsets) -> list[Record]:
+    """The records at ``offsets`` that have one, in offset order."""
+    wanted = _in_log(broker, topic, partition, offsets)
+    out = []
+    i = 0
+    while i < len(wanted):
+        info = broker.fetch(topic, partition, wanted[i], 1 << 20)
+        progressed = False
+        for pos, header in iter_batches(info.records):
+            if header.next_offset <= wanted[i]:
+                continue
+            if not header.is_control:
+                for record in decode_records(info.records, pos, header, topic=topic, partition=partition):
+                    while i < len(wanted) and wanted[i] < record.offset:
+                        i += 1
+                    if i < len(wanted) and wanted[i] == record.offset:
+                        out.append(record)
+                        i += 1
+            while i < len(wanted) and wanted[i] < header.next_offset:
+                i += 1  # inside this batch but without a record
+            progressed = True
+            if i >= len(wanted):
+                break
+        if not progressed:
+            break  # past the log end
+    return out
+
+
+def read_batches(broker, topic: str, partition: int, offsets, max_bytes: int = 1 << 26) -> bytes:
+    """The stored batches holding ``offsets``, each once, as they are on disk."""
+    wanted = _in_log(broker, topic, partition, offsets)
+    chunks = []
+    seen_base = set()
+    i = 0
+    size = 0
+    while i < len(wanted) and size < max_bytes:
+        info = broker.fetch(topic, partition, wanted[i], 1 << 20)
+        data = info.records
+        progressed = False
+        for pos, header in iter_batches(data):
+            if header.next_offset <= wanted[i]:
+                continue
+            if header.base_offset not in seen_base:
+                seen_base.add(header.base_offset)
+                chunks.append(bytes(data[pos:pos + header.size]))
+                size += header.size
+            while i < len(wanted) and wanted[i] < header.next_offset:
+                i += 1
+            progressed = True
+            if i >= len(wanted):
+                break
+        if not progressed:
+            break
+    return b"".join(chunks)
+
+
+def copy_dead_letters(broker, group: str, topic: str, partition: int, dlq: str, letters: list[DeadLetter]) -> None:
+    """Append the records of ``letters`` to ``dlq`` (made with 1 partition if missing; partition =
+    source partition modulo its count) and wait until they are durable."""
+    if dlq not in broker.list_topics():
+        broker.create_topic(dlq, 1)
+    records = {r.offset: r for r in read_records(broker, topic, partition, [d.offset for d in letters])}
+    keys, values, headers, timestamps = [], [], [], []
+    for letter in letters:
+        record = records.get(letter.offset)
+        if record is None:
+            log.warning("dead letter %s-%d@%d is gone from the log; not copied", topic, partition, letter.offset)
+            continue
+        keys.append(record.key)
+        values.append(record.value)
+        headers.append(list(record.headers) + dead_letter_headers(group, topic, partition, letter))
+        timestamps.append(record.timestamp)
+    if not values:
+        return
+    target = partition % broker.partition_count(dlq)
+    info = broker.append(dlq, target, encode_batch_columns(keys, values, headers, timestamps))
+    broker.wait_durable(dlq, target, info.last_offset + 1)
+
+
+def dead_letters_in(broker, dlq: str) -> set[tuple[str, str, int, int]]:
+    """(group, topic, partition, offset) of every dead letter ``dlq`` holds."""
+    found = set()
+    if dlq not in broker.list_topics():
+        return found
+    for partition in range(broker.partition_count(dlq)):
+        for record in broker.iter_records(dlq, partition):
+            source = dead_letter_source(record.headers)
+            if source is not None:
+                found.add(source)
+    return found
