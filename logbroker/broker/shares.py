@@ -61,7 +61,7 @@ class ShareGroupService:
         self._lock = threading.RLock()
         self._available = threading.Condition()
         self._loaded = False
-        self._configs: dict[str, ShareGroupConfig] = {}
+        self._overrides: dict[str, dict] = {}  # group -> the settings someone set (the rest: default_config)
         self._partitions: dict[tuple[str, str, int], SharePartition] = {}  # (group, topic, partition)
         self._topic_ids: dict[tuple[str, str, int], str] = {}
         self._membership = ShareMembership(self._partition_count)
@@ -94,9 +94,15 @@ class ShareGroupService:
                     continue
                 if decoded[0] == "config":
                     if value is None:
-                        self._configs.pop(decoded[1], None)
-                    else:
-                        self._configs[decoded[1]] = ShareGroupConfig.decode(value)
+                        self._overrides.pop(decoded[1], None)
+                        continue
+                    try:
+                        overrides = ShareGroupConfig.decode_overrides(value)
+                        replace(ShareGroupConfig(), **overrides).check()
+                    except (ValueError, TypeError, LogbrokerError) as exc:
+                        log.warning("ignoring bad settings of share group %r: %s", decoded[1], exc)
+                        continue
+                    self._overrides[decoded[1]] = overrides
                 else:
                     _, group, topic, topic_id, partition = decoded
                     if value is None:
@@ -128,7 +134,7 @@ class ShareGroupService:
             return None
 
     def _new_partition(self, group: str, start_offset: int) -> SharePartition:
-        config = self._configs.get(group, self.default_config)
+        config = self._config_of(group)
         return SharePartition(start_offset=start_offset, delivery_count_limit=config.delivery_count_limit,
                               dead_letter_queue=config.dead_letter_topic is not None)
 
@@ -141,7 +147,7 @@ class ShareGroupService:
         if sp is not None and self._topic_ids.get(key) != topic_id:
             sp = None  # the topic was deleted and made again
         if sp is None:
-            config = self._configs.get(group, self.default_config)
+            config = self._config_of(group)
             when = -2 if config.auto_offset_reset == "earliest" else LATEST_TIMESTAMP
             start = broker.list_offsets(topic, partition, when)[0]
             sp = self._new_partition(group, start)
@@ -238,7 +244,7 @@ class ShareGroupService:
         self._wait_durable(durable)
         for (group, topic, partition), letters in pending.items():
             sp = self._partitions[(group, topic, partition)]
-            dlq = self._configs.get(group, self.default_config).dead_letter_topic
+            dlq = self._config_of(group).dead_letter_topic
             if dlq is not None:
                 copy_dead_letters(self._broker, group, topic, partition, dlq, letters)
             self._absorb((group, topic, partition), sp.archive([d.offset for d in letters]))
@@ -254,7 +260,7 @@ class ShareGroupService:
         copied: dict[str, set] = {}
         for (group, topic, partition), letters in pending.items():
             sp = self._partitions[(group, topic, partition)]
-            dlq = self._configs.get(group, self.default_config).dead_letter_topic
+            dlq = self._config_of(group).dead_letter_topic
             if dlq is not None:
                 if dlq not in copied:
                     copied[dlq] = dead_letters_in(self._broker, dlq)
@@ -290,11 +296,13 @@ class ShareGroupService:
                 raise InvalidConfigError("a dead-letter topic cannot be an internal topic")
 
         def call():
-            old = self._configs.get(group, self.default_config)
-            new = replace(old, **changes).check()
-            if new != old or group not in self._configs:
-                self._configs[group] = new
-                self._config_records.append((group, new.encode()))
+            overrides = {**self._overrides.get(group, {}), **changes}
+            if overrides.get("dead_letter_topic", "") is None:
+                del overrides["dead_letter_topic"]  # none: as the default says
+            new = replace(self.default_config, **overrides).check()
+            if overrides != self._overrides.get(group):
+                self._overrides[group] = overrides
+                self._config_records.append((group, ShareGroupConfig.encode_overrides(overrides)))
                 for (g, _t, _p), sp in self._partitions.items():
                     if g == group:
                         sp.delivery_count_limit = new.delivery_count_limit
@@ -304,9 +312,13 @@ class ShareGroupService:
         return self._run(call)
 
     def config(self, group: str) -> ShareGroupConfig:
+        """The group's settings: those set for it, the service's ``default_config`` for the rest."""
         with self._lock:
             self._load_locked()
-            return self._configs.get(group, self.default_config)
+            return self._config_of(group)
+
+    def _config_of(self, group: str) -> ShareGroupConfig:
+        return replace(self.default_config, **self._overrides.get(group, {}))
 
     # ---- membership ------------------------------------------------------------------------------
 
@@ -317,7 +329,7 @@ class ShareGroupService:
         if self._is_classic_group(group):
             return HeartbeatResult(GROUP_ID_NOT_FOUND, member_epoch, self._membership.heartbeat_interval_ms, None)
         if member_epoch == 0 and topics and group not in self.list_groups():
-            self.configure(group)  # a share group's settings are made durable when its first member joins
+            self.configure(group)  # the group exists (durably) from its first member on
         with self._lock:
             return self._membership.heartbeat(self._now(), group, member_id, member_epoch, topics, embedded)
 
@@ -357,7 +369,7 @@ class ShareGroupService:
             broker.log(topic, partition)  # UnknownTopicOrPartitionError before anything changes
 
         def call():
-            config = self._configs.get(group, self.default_config)
+            config = self._config_of(group)
             lock_ms = config.lock_duration_ms if lock_duration_ms is None else int(lock_duration_ms)
             now = self._now()
             out = []
@@ -376,8 +388,8 @@ class ShareGroupService:
                 high_watermark = broker.list_offsets(topic, partition, LATEST_TIMESTAMP)[0]
                 result = sp.acquire(now, member_id, range(sp.start_offset, high_watermark), remaining, lock_ms)
                 self._absorb(key, result)
-                if result.error_code:
-                    raise InvalidRequestError(f"acquire refused with error {result.error_code}")
+                if result.error_code:  # the arguments were checked above: not expected
+                    log.error("acquire on %s-%d refused with error %d", topic, partition, result.error_code)
                 if result.acquired:
                     out.append(PartitionAcquisition(topic, partition, result.acquired))
                     remaining -= len(result.acquired)
@@ -426,15 +438,18 @@ class ShareGroupService:
 
         return self._run(call)
 
-    def release_member(self, group: str, member_id: str) -> None:
-        """The member's share session ended: every record it holds is released at once."""
+    def release_member(self, group: str, member_id: str, partitions: list[tuple[str, int]] | None = None) -> None:
+        """The member's share session ended (or it forgot ``partitions``): every record it holds there
+        is released at once."""
+        wanted = None if partitions is None else set(partitions)
+
         def call():
             now = self._now()
             for (g, topic, partition), sp in list(self._partitions.items()):
-                if g == group:
-                    result = sp.release_member(now, member_id)
-                    self._absorb((g, topic, partition), result)
-            self._freed = True
+                if g == group and (wanted is None or (topic, partition) in wanted):
+                    if any(sp.owner(o) == member_id for o in sp.held_offsets()):
+                        self._absorb((g, topic, partition), sp.release_member(now, member_id))
+                        self._freed = True
 
         self._run(call)
 
@@ -483,7 +498,7 @@ class ShareGroupService:
     def list_groups(self) -> list[str]:
         with self._lock:
             self._load_locked()
-            names = set(self._configs) | {g for g, _, _ in self._partitions} | set(self._membership.groups())
+            names = set(self._overrides) | {g for g, _, _ in self._partitions} | set(self._membership.groups())
             return sorted(names)
 
     def describe(self, group: str) -> dict:
@@ -492,7 +507,7 @@ class ShareGroupService:
             if group not in self.list_groups():
                 raise InvalidRequestError(f"no share group {group!r}")
             now = self._now()
-            config = self._configs.get(group, self.default_config)
+            config = self._config_of(group)
             members = [{"member_id": m.member_id, "member_epoch": m.epoch, "topics": list(m.topics),
                         "embedded": m.embedded} for m in self._membership.members(group)]
             keys = sorted(k for k in self._partitions if k[0] == group)

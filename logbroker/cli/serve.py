@@ -27,10 +27,19 @@ log = logging.getLogger("logbroker.server")
 @click.option("--initial-rebalance-delay-ms", default=3000, show_default=True, type=click.IntRange(0),
               help="How long a new consumer group waits for more members before its first assignment "
                    "(Kafka's group.initial.rebalance.delay.ms; 0 suits tests).")
+@click.option("--share-auto-offset-reset", default=None, type=click.Choice(["latest", "earliest"]),
+              help="Where a share group nobody configured starts reading a partition it has never read "
+                   "(Kafka's share.auto.offset.reset): 'latest' delivers only records produced afterwards.  "
+                   "Settings set for a group itself (e.g. by an embedded Queue) win.  [default: latest]")
+@click.option("--share-record-lock-duration-ms", default=None, type=click.IntRange(1, 3_600_000),
+              help="How long a share consumer holds a record it was given before it is offered again, for "
+                   "share groups nobody configured (Kafka's group.share.record.lock.duration.ms).  "
+                   "[default: 30000]")
 @pass_settings
 @handle_errors
 def serve(settings, data_dir: str | None, listen: str, auto_create: bool, default_partitions: int,
-          initial_rebalance_delay_ms: int) -> None:
+          initial_rebalance_delay_ms: int, share_auto_offset_reset: str | None,
+          share_record_lock_duration_ms: int | None) -> None:
     """Serve the data directory to Kafka clients (kafka-python, librdkafka, aiokafka, kcat).
 
     Prints "logbroker listening on HOST:PORT" on stdout once clients can connect.  SIGTERM or
@@ -70,7 +79,9 @@ def serve(settings, data_dir: str | None, listen: str, auto_create: bool, defaul
         for report in broker.recovery_reports:
             log.warning("recovered after an unclean shutdown: %s", report)
         server = Server(broker, auto_create_topics=auto_create, default_partitions=default_partitions,
-                        initial_rebalance_delay_ms=initial_rebalance_delay_ms)
+                        initial_rebalance_delay_ms=initial_rebalance_delay_ms,
+                        share_auto_offset_reset=share_auto_offset_reset,
+                        share_record_lock_duration_ms=share_record_lock_duration_ms)
         asyncio.run(_run(server, sock, address))
     finally:
         broker.close()

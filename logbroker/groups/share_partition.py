@@ -210,6 +210,10 @@ class SharePartition:
         state, count = self._records.get(offset, (AVAILABLE, 0))
         return (ACQUIRED if offset in self._locks else state), count
 
+    def held_offsets(self) -> list[int]:
+        """Offsets acquired right now (by anyone)."""
+        return list(self._locks)
+
     def owner(self, offset: int) -> str | None:
         lock = self._locks.get(offset)
         return lock.member_id if lock else None

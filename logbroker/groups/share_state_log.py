@@ -6,7 +6,8 @@ change, so the topic is compacted and the latest value of each key is the whole 
     key    int16 0, group string16, topic string16, topic id string16, partition int32
            -> value: SharePartition's state record (share_partition.py), null = forgotten
     key    int16 1, group string16
-           -> value: the group's settings as JSON (ShareGroupConfig), null = group deleted
+           -> value: the settings set for the group, as a JSON object (ShareGroupConfig's field
+              names; the others follow the broker's defaults), null = group deleted
 
 (string16 = int16 length + UTF-8 bytes.)  The topic id in the key tells a deleted-and-recreated topic's
 state from the current one's.  A dead letter copied to a dead-letter topic carries the original key,
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from ..errors import InvalidConfigError
 from .share_partition import DeadLetter
@@ -46,12 +47,22 @@ class ShareGroupConfig:
             raise InvalidConfigError(f"auto offset reset must be 'earliest' or 'latest', got {self.auto_offset_reset!r}")
         return self
 
-    def encode(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode()
+    @staticmethod
+    def encode_overrides(overrides: dict) -> bytes:
+        """A group's record holds only the settings someone set; the others follow the broker's
+        defaults of the moment (as Kafka's group configs do)."""
+        return json.dumps(overrides, sort_keys=True).encode()
 
-    @classmethod
-    def decode(cls, value: bytes) -> "ShareGroupConfig":
-        return cls(**json.loads(value))
+    @staticmethod
+    def decode_overrides(value: bytes) -> dict:
+        """The settings of a config record (unknown names are dropped); ValueError if not JSON."""
+        data = json.loads(value)
+        if not isinstance(data, dict):
+            raise ValueError("a share group's settings are a JSON object")
+        return {k: v for k, v in data.items() if k in _FIELDS}
+
+
+_FIELDS = {f.name for f in fields(ShareGroupConfig)}
 
 
 def _str16(value: str) -> bytes:

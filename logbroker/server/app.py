@@ -14,18 +14,27 @@ Thread pools: ``executor`` (appends, reads, group-coordinator calls, admin work)
 ``durable_executor`` (waiting for fsyncs), so that producers waiting for a group commit never keep
 appends or fetch reads from running.  Group sessions expire on time because a periodic task calls
 ``broker.groups.tick()`` every ``group_tick_interval_s``.
+
+Share groups: the server holds the share sessions (``share_sessions``, SHARE_GROUPS.md §3.8) and ends
+those a connection created when it closes, releasing their members' records
+(``handlers/share.py``).  ``share_auto_offset_reset`` and ``share_record_lock_duration_ms`` set
+``broker.shares.default_config``, the settings of share groups nobody configured.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
+from ..broker.shares import ShareGroupConfig
 from ..errors import InvalidRequestError
 from .connection import Connection
+from .handlers import share as share_handlers
+from .share_sessions import DEFAULT_MAX_SESSIONS, ShareSessionCache
 from .waiters import DataSignal, GroupWaiters
 
 log = logging.getLogger("logbroker.server")
@@ -86,9 +95,14 @@ class Server:
     def __init__(self, broker, *, auto_create_topics: bool = True, default_partitions: int = 1,
                  initial_rebalance_delay_ms: int = DEFAULT_INITIAL_REBALANCE_DELAY_MS,
                  max_frame_bytes: int = MAX_FRAME_BYTES, max_in_flight: int = 100, workers: int = 32,
-                 durable_workers: int = 64, group_tick_interval_s: float = 0.2, shutdown_grace_s: float = 10.0):
+                 durable_workers: int = 64, group_tick_interval_s: float = 0.2, shutdown_grace_s: float = 10.0,
+                 max_share_sessions: int = DEFAULT_MAX_SESSIONS, share_auto_offset_reset: str | None = None,
+                 share_record_lock_duration_ms: int | None = None):
         """``initial_rebalance_delay_ms`` applies only if the broker's group service is not running yet
-        (it is configured here, keeping members across restarts as a Kafka coordinator does)."""
+        (it is configured here, keeping members across restarts as a Kafka coordinator does).
+        ``share_auto_offset_reset`` ("earliest" or "latest") and ``share_record_lock_duration_ms``, when
+        given, change ``broker.shares.default_config`` at ``start``: they apply to share groups whose
+        settings were never stored (a group's settings are stored when its first member joins)."""
         self.broker = broker
         self.auto_create_topics = auto_create_topics
         self.default_partitions = default_partitions
@@ -108,6 +122,16 @@ class Server:
         self.data_signal: DataSignal | None = None
         self.group_waiters: GroupWaiters | None = None
         self.groups = None
+        self.share_sessions = ShareSessionCache(max_share_sessions)
+        self.share_releases: dict = {}  # (group, member) -> the task releasing an ended session's records
+        self.share_signal: DataSignal | None = None
+        self.share_listening = False
+        self.share_topic_ids = None
+        self._share_defaults = {k: v for k, v in (("auto_offset_reset", share_auto_offset_reset),
+                                                  ("lock_duration_ms", share_record_lock_duration_ms))
+                                if v is not None}
+        if self._share_defaults:  # InvalidConfigError now rather than at start
+            dataclasses.replace(ShareGroupConfig(), **self._share_defaults).check()
         self._server: asyncio.AbstractServer | None = None
         self._connections: dict[Connection, asyncio.Task] = {}
         self._tick_task: asyncio.Task | None = None
@@ -123,6 +147,10 @@ class Server:
         self.durable_executor = ThreadPoolExecutor(self._durable_workers, thread_name_prefix="logbroker-fsync-wait")
         self.data_signal = DataSignal(loop)
         self.group_waiters = GroupWaiters(loop, on_delivered=self._drop_stashed_response)
+        self.share_signal = DataSignal(loop)
+        if self._share_defaults:
+            shares = self.broker.shares
+            shares.default_config = dataclasses.replace(shares.default_config, **self._share_defaults).check()
         try:
             self.groups = self.broker.configure_groups(initial_rebalance_delay_ms=self.initial_rebalance_delay_ms,
                                                        members_survive_restart=True)
@@ -151,6 +179,7 @@ class Server:
         if self._server is not None:
             self._server.close()
         self.data_signal.close()
+        self.share_signal.close()
         self.group_waiters.close()
         for connection in list(self._connections):
             connection.stop()
@@ -159,6 +188,8 @@ class Server:
             done, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace_s + 5)
             for task in pending:
                 task.cancel()
+        share_handlers.end_sessions(self, self.share_sessions.close_all())
+        await share_handlers.drain_releases(self, self.shutdown_grace_s)
         if self._tick_task is not None:
             self._tick_task.cancel()
             try:
@@ -166,6 +197,8 @@ class Server:
             except asyncio.CancelledError:
                 pass
         self.broker.remove_data_listener(self.data_signal.notify_threadsafe)
+        if self.share_listening:
+            self.broker.shares.remove_listener(self.share_signal.notify_threadsafe)
         loop = asyncio.get_running_loop()
         for pool in (self.executor, self.durable_executor):
             await loop.run_in_executor(None, pool.shutdown, True)
@@ -190,6 +223,9 @@ class Server:
 
     def _connection_closed(self, connection: Connection) -> None:
         log.debug("connection from %s closed", connection.name)
+        ended = self.share_sessions.connection_closed(connection)
+        if ended:  # the share sessions it created end: their members' records are released
+            share_handlers.end_sessions(self, ended)
 
     @property
     def connection_count(self) -> int:

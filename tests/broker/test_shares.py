@@ -313,3 +313,29 @@ def test_wait_for_records_wakes_on_new_data(tmp_path):
 
 def test_service_is_one_per_broker(broker):
     assert isinstance(broker.shares, ShareGroupService) and broker.shares is broker.shares
+
+
+def test_settings_not_set_follow_the_service_defaults_of_the_moment(broker, clock):
+    import dataclasses
+
+    s = broker.shares
+    s.heartbeat("g", "m", 0, ["t"])  # a group made by its first member: nothing set
+    s.configure("g", delivery_count_limit=2)
+    s.default_config = dataclasses.replace(s.default_config, lock_duration_ms=999, auto_offset_reset="earliest")
+    config = s.config("g")
+    assert (config.lock_duration_ms, config.auto_offset_reset, config.delivery_count_limit) == (999, "earliest", 2)
+    broker = reopen(broker, clock)
+    assert broker.shares.config("g").lock_duration_ms == 30000 and broker.shares.config("g").delivery_count_limit == 2
+    broker.close()
+
+
+def test_release_member_on_some_partitions_only(broker):
+    broker.create_topic("u", 2)
+    for p in (0, 1):
+        produce(broker, 2, topic="u", partition=p)
+    s = broker.shares
+    s.configure("g", auto_offset_reset="earliest")
+    assert len(offsets(s.acquire("g", "m", [("u", 0), ("u", 1)], 10))) == 4
+    s.release_member("g", "m", [("u", 1)])
+    assert [(pa.partition, [a.offset for a in pa.acquired]) for pa in s.acquire("g", "x", [("u", 0), ("u", 1)], 10)] \
+        == [(1, [0, 1])]

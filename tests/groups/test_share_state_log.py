@@ -32,8 +32,12 @@ def test_malformed_keys_are_refused(bad):
 
 
 def test_settings_round_trip_and_are_checked():
-    config = ShareGroupConfig(1000, 3, "dlq", "earliest")
-    assert ShareGroupConfig.decode(config.encode()) == config
+    overrides = {"lock_duration_ms": 1000, "dead_letter_topic": "dlq"}
+    assert ShareGroupConfig.decode_overrides(ShareGroupConfig.encode_overrides(overrides)) == overrides
+    assert ShareGroupConfig.decode_overrides(b'{"from_the_future": 1, "delivery_count_limit": 3}') == \
+        {"delivery_count_limit": 3}
+    with pytest.raises(ValueError):
+        ShareGroupConfig.decode_overrides(b"[1]")
     for bad in (ShareGroupConfig(lock_duration_ms=0), ShareGroupConfig(delivery_count_limit=101),
                 ShareGroupConfig(auto_offset_reset="middle")):
         with pytest.raises(InvalidConfigError):
