@@ -276,9 +276,14 @@ class ShareGroupService:
     # ---- configuration ---------------------------------------------------------------------------
 
     def configure(self, group: str, *, lock_duration_ms: int | None = None, delivery_count_limit: int | None = None,
-                  dead_letter_topic=_UNCHANGED, auto_offset_reset: str | None = None) -> ShareGroupConfig:
-        """Change the given settings of ``group`` (durably); the others keep their values."""
+                  dead_letter_topic=_UNCHANGED, auto_offset_reset: str | None = None,
+                  unset: tuple[str, ...] = ()) -> ShareGroupConfig:
+        """Change the given settings of ``group`` (durably); the others keep their values.  ``unset``
+        names settings (ShareGroupConfig fields) that go back to following the defaults."""
         _check_group(group)
+        unknown = set(unset) - set(ShareGroupConfig.__dataclass_fields__)
+        if unknown:
+            raise InvalidConfigError(f"unknown share group settings {sorted(unknown)}")
         changes = {}
         if lock_duration_ms is not None:
             changes["lock_duration_ms"] = int(lock_duration_ms)
@@ -296,7 +301,8 @@ class ShareGroupService:
                 raise InvalidConfigError("a dead-letter topic cannot be an internal topic")
 
         def call():
-            overrides = {**self._overrides.get(group, {}), **changes}
+            overrides = {k: v for k, v in self._overrides.get(group, {}).items() if k not in unset}
+            overrides.update(changes)
             if overrides.get("dead_letter_topic", "") is None:
                 del overrides["dead_letter_topic"]  # none: as the default says
             new = replace(self.default_config, **overrides).check()

@@ -339,3 +339,15 @@ def test_release_member_on_some_partitions_only(broker):
     s.release_member("g", "m", [("u", 1)])
     assert [(pa.partition, [a.offset for a in pa.acquired]) for pa in s.acquire("g", "x", [("u", 0), ("u", 1)], 10)] \
         == [(1, [0, 1])]
+
+
+def test_unset_settings_follow_the_defaults_again(broker, clock):
+    s = broker.shares
+    s.configure("g", lock_duration_ms=1234, delivery_count_limit=3)
+    assert s.configure("g", unset=("lock_duration_ms",)).lock_duration_ms == 30000
+    broker = reopen(broker, clock)
+    config = broker.shares.config("g")
+    assert (config.lock_duration_ms, config.delivery_count_limit) == (30000, 3)
+    with pytest.raises(InvalidConfigError):
+        broker.shares.configure("g", unset=("colour",))
+    broker.close()
