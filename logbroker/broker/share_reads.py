@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from ..groups.share_partition import DeadLetter
-from ..groups.share_state_log import dead_letter_headers, dead_letter_source
+from ..groups.share_state_log import dead_letter_headers, dead_letter_source, dead_letter_topic_id
 from ..records.batch import Record, decode_records, encode_batch_columns, iter_batches
 from ..storage.log import LATEST_TIMESTAMP
 
@@ -89,6 +89,7 @@ def copy_dead_letters(broker, group: str, topic: str, partition: int, dlq: str, 
     source partition modulo its count) and wait until they are durable."""
     if dlq not in broker.list_topics():
         broker.create_topic(dlq, 1)
+    topic_id = broker.topic(topic).topic_id
     records = {r.offset: r for r in read_records(broker, topic, partition, [d.offset for d in letters])}
     keys, values, headers, timestamps = [], [], [], []
     for letter in letters:
@@ -98,7 +99,7 @@ def copy_dead_letters(broker, group: str, topic: str, partition: int, dlq: str, 
             continue
         keys.append(record.key)
         values.append(record.value)
-        headers.append(list(record.headers) + dead_letter_headers(group, topic, partition, letter))
+        headers.append(list(record.headers) + dead_letter_headers(group, topic, partition, letter, topic_id))
         timestamps.append(record.timestamp)
     if not values:
         return
@@ -108,13 +109,20 @@ def copy_dead_letters(broker, group: str, topic: str, partition: int, dlq: str, 
 
 
 def dead_letters_in(broker, dlq: str) -> set[tuple[str, str, int, int]]:
-    """(group, topic, partition, offset) of every dead letter ``dlq`` holds."""
+    """(group, topic, partition, offset) of every dead letter ``dlq`` holds from a topic as it is now
+    (copies from an earlier topic of the same name, deleted since, do not count)."""
     found = set()
     if dlq not in broker.list_topics():
         return found
+    topic_ids: dict[str, str | None] = {}
     for partition in range(broker.partition_count(dlq)):
         for record in broker.iter_records(dlq, partition):
             source = dead_letter_source(record.headers)
-            if source is not None:
+            if source is None:
+                continue
+            if source[1] not in topic_ids:
+                topic_ids[source[1]] = broker.topic(source[1]).topic_id if source[1] in broker.list_topics() else None
+            copied_from = dead_letter_topic_id(record.headers)
+            if copied_from is None or copied_from == topic_ids[source[1]]:
                 found.add(source)
     return found

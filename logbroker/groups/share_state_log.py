@@ -11,7 +11,8 @@ change, so the topic is compacted and the latest value of each key is the whole 
 
 (string16 = int16 length + UTF-8 bytes.)  The topic id in the key tells a deleted-and-recreated topic's
 state from the current one's.  A dead letter copied to a dead-letter topic carries the original key,
-value, timestamp and headers plus the ``logbroker.dlq.*`` headers below (ASCII values).
+value, timestamp and headers plus the ``logbroker.dlq.*`` headers below (ASCII values): group, topic,
+partition, offset, delivery.count, reason and topic.id (the source topic's id).
 """
 
 from __future__ import annotations
@@ -104,11 +105,24 @@ def decode_key(key: bytes) -> tuple:
     raise ValueError("malformed share state key")
 
 
-def dead_letter_headers(group: str, topic: str, partition: int, letter: DeadLetter) -> list[tuple[str, bytes]]:
+def dead_letter_headers(group: str, topic: str, partition: int, letter: DeadLetter,
+                        topic_id: str | None = None) -> list[tuple[str, bytes]]:
     p = DLQ_HEADER_PREFIX
-    return [(p + "group", group.encode()), (p + "topic", topic.encode()), (p + "partition", str(partition).encode()),
-            (p + "offset", str(letter.offset).encode()), (p + "delivery.count", str(letter.delivery_count).encode()),
-            (p + "reason", letter.reason.encode())]
+    headers = [(p + "group", group.encode()), (p + "topic", topic.encode()), (p + "partition", str(partition).encode()),
+               (p + "offset", str(letter.offset).encode()), (p + "delivery.count", str(letter.delivery_count).encode()),
+               (p + "reason", letter.reason.encode())]
+    if topic_id is not None:
+        headers.append((p + "topic.id", topic_id.encode()))
+    return headers
+
+
+def dead_letter_topic_id(headers) -> str | None:
+    """The source topic's id (tells a deleted-and-recreated topic's records apart), None if absent."""
+    value = dict(headers).get(DLQ_HEADER_PREFIX + "topic.id")
+    try:
+        return value.decode() if value is not None else None
+    except (AttributeError, UnicodeDecodeError):
+        return None
 
 
 def dead_letter_source(headers) -> tuple[str, str, int, int] | None:

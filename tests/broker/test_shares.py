@@ -14,7 +14,7 @@ from logbroker.broker.shares import (ACCEPT, RELEASE, REJECT, SHARE_STATE_TOPIC,
                                      dead_letter_headers)
 from logbroker.clock import ManualClock
 from logbroker.errors import InvalidConfigError, InvalidRequestError, InvalidTopicError
-from logbroker.records.batch import decode_all, encode_batch_columns
+from logbroker.records.batch import encode_batch_columns
 
 P = [("t", 0)]
 
@@ -27,7 +27,7 @@ def produce(broker, n, topic="t", partition=0, start=0):
 def dead_letters(broker, topic="dlq"):
     if topic not in broker.list_topics():
         return []
-    return decode_all(broker.fetch(topic, 0, 0, 1 << 24).records)
+    return list(broker.iter_records(topic, 0))
 
 
 @pytest.fixture
@@ -86,7 +86,8 @@ def test_reject_copies_to_the_dead_letter_topic_once_with_headers(broker, clock)
     assert (letter.key, letter.value, letter.timestamp) == (b"k", b"poison", 123)
     assert dict(letter.headers) == {"h": b"1", "logbroker.dlq.group": b"g", "logbroker.dlq.topic": b"t",
                                     "logbroker.dlq.partition": b"0", "logbroker.dlq.offset": b"0",
-                                    "logbroker.dlq.delivery.count": b"1", "logbroker.dlq.reason": b"rejected"}
+                                    "logbroker.dlq.delivery.count": b"1", "logbroker.dlq.reason": b"rejected",
+                                    "logbroker.dlq.topic.id": broker.topic("t").topic_id.encode()}
     assert s.acquire("g", "m", P, 1) == []
     broker = reopen(broker, clock)
     assert broker.shares.acquire("g", "m", P, 1) == []
@@ -350,4 +351,22 @@ def test_unset_settings_follow_the_defaults_again(broker, clock):
     assert (config.lock_duration_ms, config.delivery_count_limit) == (30000, 3)
     with pytest.raises(InvalidConfigError):
         broker.shares.configure("g", unset=("colour",))
+    broker.close()
+
+
+def test_a_dead_letter_of_an_earlier_topic_of_the_same_name_does_not_count_as_the_copy(broker, clock):
+    produce(broker, 1)
+    old_id = broker.topic("t").topic_id
+    broker.delete_topic("t")
+    broker.create_topic("t", 1)
+    produce(broker, 1)
+    letter = _half_done_dead_letter(broker)
+    broker.create_topic("dlq", 1)  # a copy of the old topic's record at the same coordinates
+    broker.produce("dlq", 0, encode_batch_columns(
+        [None], [b"old"], [dead_letter_headers("g", "t", 0, letter, old_id)], [1]))
+    broker = reopen(broker, clock)
+    broker.shares.list_groups()
+    values = [r.value for r in dead_letters(broker)]
+    assert values == [b"old", b"v0"]
+    assert dict(dead_letters(broker)[1].headers)["logbroker.dlq.topic.id"] == broker.topic("t").topic_id.encode()
     broker.close()
