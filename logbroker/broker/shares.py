@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from ..errors import InvalidConfigError, InvalidRequestError, KafkaStorageError, LogbrokerError
 from ..groups.errors import GROUP_ID_NOT_FOUND, NONE
-from ..groups.offsets_log import partition_for_group
+from ..groups.offsets_log import OFFSETS_TOPIC, partition_for_group
 from ..groups.share_membership import HeartbeatResult, ShareMembership
 from ..groups.share_partition import (ACCEPT, GAP, INVALID_RECORD_STATE, RELEASE, REJECT, Acquired, DeadLetter,
                                       SharePartition)
@@ -277,9 +277,11 @@ class ShareGroupService:
 
     def configure(self, group: str, *, lock_duration_ms: int | None = None, delivery_count_limit: int | None = None,
                   dead_letter_topic=_UNCHANGED, auto_offset_reset: str | None = None,
-                  unset: tuple[str, ...] = ()) -> ShareGroupConfig:
+                  unset: tuple[str, ...] = (), validate_only: bool = False) -> ShareGroupConfig:
         """Change the given settings of ``group`` (durably); the others keep their values.  ``unset``
-        names settings (ShareGroupConfig fields) that go back to following the defaults."""
+        names settings (ShareGroupConfig fields) that go back to following the defaults.
+        ``validate_only`` runs every check and returns the settings the group would get, changing
+        nothing (IncrementalAlterConfigs' validate_only)."""
         _check_group(group)
         unknown = set(unset) - set(ShareGroupConfig.__dataclass_fields__)
         if unknown:
@@ -306,6 +308,8 @@ class ShareGroupService:
             if overrides.get("dead_letter_topic", "") is None:
                 del overrides["dead_letter_topic"]  # none: as the default says
             new = replace(self.default_config, **overrides).check()
+            if validate_only:
+                return new
             if overrides != self._overrides.get(group):
                 self._overrides[group] = overrides
                 self._config_records.append((group, ShareGroupConfig.encode_overrides(overrides)))
@@ -323,6 +327,13 @@ class ShareGroupService:
             self._load_locked()
             return self._config_of(group)
 
+    def overrides(self, group: str) -> dict:
+        """The settings set for ``group`` itself (ShareGroupConfig field names); the others follow
+        ``default_config``.  Empty for a group nobody configured."""
+        with self._lock:
+            self._load_locked()
+            return dict(self._overrides.get(group, {}))
+
     def _config_of(self, group: str) -> ShareGroupConfig:
         return replace(self.default_config, **self._overrides.get(group, {}))
 
@@ -339,9 +350,15 @@ class ShareGroupService:
         with self._lock:
             return self._membership.heartbeat(self._now(), group, member_id, member_epoch, topics, embedded)
 
+    def is_consumer_group(self, group: str) -> bool:
+        """Whether ``group`` is a classic consumer group of this broker (then it is no share group)."""
+        return self._is_classic_group(group)
+
     def _is_classic_group(self, group: str) -> bool:
-        groups = self._broker._groups
-        return groups is not None and any(g == group for g, _, _ in groups.list_groups())
+        broker = self._broker
+        if broker._groups is None and OFFSETS_TOPIC not in broker.list_topics():
+            return False  # no consumer group was ever stored: no need to start the group service
+        return any(g == group for g, _, _ in broker.groups.list_groups())
 
     def _partition_count(self, topic: str) -> int | None:
         try:

@@ -7,13 +7,15 @@ logbroker errors into a one-line message and exit status 1; usage errors exit wi
 Where the broker is (``Settings.open_target``): with ``--bootstrap HOST:PORT`` (before the command
 or after it; env ``LOGBROKER_BOOTSTRAP``) a command talks Kafka's protocol to that broker
 (``logbroker serve``, Kafka, Redpanda) through ``client.remote_admin.RemoteAdmin`` and the network
-Producer / Consumer.  Without it, a command that writes (topic create/alter/delete, produce,
-consume -g, group reset-offsets --execute, group delete) opens the data directory; when a running
+Producer / Consumer / Queue.  Without it, a command that writes (topic create/alter/delete, produce,
+consume -g, group reset-offsets --execute, group delete, queue receive/redrive) opens the data directory; when a running
 ``logbroker serve`` owns it (the lock records its listen address) the command talks to that server
 instead.  Commands that only read (consume without -g, topic list/describe, group list/describe,
 a reset-offsets dry run) read the files directly, next to the server, unless --bootstrap is given.
-``inspect`` and ``serve`` always work on the files.  ``queue`` (share groups) works on the data
-directory only for now: it refuses --bootstrap and a directory owned by a running server.
+``inspect`` and ``serve`` always work on the files.  ``queue receive`` and ``queue redrive`` write
+(a network Queue / Consumer / Producer where the target is remote); ``queue list`` and ``queue
+describe`` always read the files and refuse --bootstrap (confluent-kafka 2.16 cannot describe share
+groups).
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """``logbroker queue receive|describe|list|redrive``: share groups (KIP-932 queues) from the shell.
 
-The commands work on the data directory (``receive`` and ``redrive`` take its lock; ``describe`` and
-``list`` read the files).  Share groups over the network come later: with ``--bootstrap``, or when a
-running ``logbroker serve`` owns the directory, the commands that write say so and stop.
+``receive`` and ``redrive`` write, so they go where the other writing commands go
+(``Settings.open_target``): with ``--bootstrap`` to that broker, else to the data directory, or to the
+``logbroker serve`` that owns it (over the network: ``Queue(bootstrap=...)``, a RemoteQueue, and the
+network Consumer / Producer for redrive).  ``describe`` and ``list`` read the files (next to a running
+server too); with ``--bootstrap`` they stop with a clear error: describing share groups over the
+network needs ShareGroupDescribe / DescribeShareGroupOffsets, which confluent-kafka 2.16 lacks.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import time
 
 import click
 
-from ..errors import DataDirLockedError
 from .consume import _text, format_record, record_json
-from .main import CONTEXT_SETTINGS, bootstrap_option, handle_errors, pass_settings
+from .main import (CONTEXT_SETTINGS, REMOTE_TIMEOUT_MS, bootstrap_option, client_args, handle_errors, is_remote,
+                   pass_settings)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
-NETWORK_LATER = "queue commands over the network are not supported yet"
+REMOTE_START_S = 2.0  # over the network the idle timeout starts this long after the start (join, first fetch)
+NO_NETWORK_DESCRIBE = ("describing share groups over the network needs ShareGroupDescribe and "
+                       "DescribeShareGroupOffsets, which confluent-kafka 2.16 (librdkafka) does not have")
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -31,19 +36,13 @@ def queue() -> None:
     """
 
 
-def open_embedded(settings, *, read_only: bool = False):
-    """The data directory's Broker; a clear error where only the network could reach it."""
+def open_files(settings, command: str):
+    """The data directory, read-only (works next to a running server); --bootstrap: a clear error."""
     if settings.bootstrap:
-        raise click.ClickException(f"{NETWORK_LATER} (--bootstrap {settings.bootstrap}); run the command "
-                                   f"on the data directory instead")
-    try:
-        return settings.open_broker(read_only=read_only)
-    except DataDirLockedError as exc:
-        if not exc.listen:
-            raise
-        raise click.ClickException(
-            f"{settings.data_dir} is served by logbroker serve (process {exc.owner_pid}, {exc.listen}) and "
-            f"{NETWORK_LATER}; stop the server first") from None
+        raise click.ClickException(f"queue {command} --bootstrap {settings.bootstrap}: {NO_NETWORK_DESCRIBE}; "
+                                   f"run it on the data directory instead (next to a running logbroker serve "
+                                   f"it reads the files)")
+    return settings.open_broker(read_only=True)
 
 
 def _group_settings(broker, group: str, given: dict) -> dict:
@@ -62,12 +61,15 @@ def _group_settings(broker, group: str, given: dict) -> dict:
 @click.option("-g", "--group", required=True, help="The share group to receive as.")
 @click.option("-n", "--count", type=click.IntRange(1), help="Exit after COUNT records.")
 @click.option("--release", "action", flag_value="release",
-              help="Release the records when done (delivered again, delivery count + 1), as a peek.")
+              help="Release the records when done (delivered again, delivery count + 1), as a peek.  Over "
+                   "the network: one batch, then stop (each record must be settled before the next fetch).")
 @click.option("--reject", "action", flag_value="reject", help="Reject each record (dead-lettered, never again).")
 @click.option("--timeout", type=click.FloatRange(0), help="Exit after this many seconds without records "
-                                                          "(default 1 without -n; with -n, wait for COUNT).")
+                                                          "(default 1 without -n; with -n, wait for COUNT; over "
+                                                          "the network counted from 2 s after the start).")
 @click.option("--visibility-timeout", type=click.FloatRange(0, min_open=True), metavar="S",
-              help="Lock each record for S seconds (default: the group's setting, 30 for a new group).")
+              help="Lock each record for S seconds (default: the group's setting, 30 for a new group).  Over "
+                   "the network this sets the group's share.record.lock.duration.ms, for every member.")
 @click.option("--max-deliveries", type=click.IntRange(1, 100), metavar="N",
               help="Set the group's delivery limit (default: unchanged, 5 for a new group).")
 @click.option("--dead-letter-topic", metavar="TOPIC",
@@ -87,7 +89,9 @@ def receive(settings, topics: tuple[str, ...], group: str, count: int | None, ac
     -f or --json says otherwise) and acknowledge it once printed (or --release / --reject it).
 
     Other members of the group (this command run again, applications) never get a record this one
-    holds.  Options that are group settings change the group for every member.
+    holds.  Options that are group settings change the group for every member.  With --bootstrap, or
+    when a running logbroker serve owns the data directory, it receives from that broker over the
+    network (Kafka's share protocol; group settings through IncrementalAlterConfigs).
 
     \b
     Example:
@@ -102,24 +106,33 @@ def receive(settings, topics: tuple[str, ...], group: str, count: int | None, ac
         timeout = 1.0
     given = {"visibility_timeout": visibility_timeout, "max_deliveries": max_deliveries,
              "dead_letter_topic": dead_letter_topic, "auto_offset_reset": auto_offset_reset}
-    broker = open_embedded(settings)
+    target = settings.open_target()
+    remote = is_remote(target)
     try:
-        with Queue(broker, group=group, topics=list(topics), **_group_settings(broker, group, given)) as q:
-            _receive_loop(q, count, timeout, action, fmt, as_json)
+        if remote:  # settings not given stay as the group has them
+            kwargs = {name: value for name, value in given.items() if value is not None}
+            q = Queue(**client_args(target), group=group, topics=list(topics), max_records=min(count or 500, 500),
+                      request_timeout_ms=REMOTE_TIMEOUT_MS, **kwargs)
+        else:
+            q = Queue(target, group=group, topics=list(topics), **_group_settings(target, group, given))
+        with q:
+            _receive_loop(q, count, timeout, action, fmt, as_json, remote=remote)
     except KeyboardInterrupt:
         pass
     finally:
-        broker.close()
+        target.close()
 
 
 def _receive_loop(q, count: int | None, timeout: float | None, action: str | None, fmt: str | None,
-                  as_json: bool) -> None:
+                  as_json: bool, *, remote: bool = False) -> None:
     """Print and settle batches until COUNT records or ``timeout`` seconds without any.  Released
-    records stay held until the end, so that this run does not receive them again."""
+    records stay held until the end, so that this run does not receive them again -- except over the
+    network, where Kafka's share protocol wants every record settled before the next fetch: there
+    --release prints one batch, releases it and stops."""
     held = []
     try:
         done = 0
-        idle_since = time.monotonic()
+        idle_since = time.monotonic() + (REMOTE_START_S if remote else 0.0)
         out = sys.stdout
         while count is None or done < count:
             wait = 0.5 if timeout is None else timeout - (time.monotonic() - idle_since)
@@ -131,12 +144,14 @@ def _receive_loop(q, count: int | None, timeout: float | None, action: str | Non
             for message in messages:
                 out.write(_format(message, fmt, as_json))
             out.flush()
-            if action == "release":
-                held += messages
-            else:  # after the output is flushed: at-least-once
-                (q.reject if action == "reject" else q.ack)(*messages)
             done += len(messages)
             idle_since = time.monotonic()
+            if action == "release":
+                held += messages
+                if remote:
+                    break
+            else:  # after the output is flushed: at-least-once
+                (q.reject if action == "reject" else q.ack)(*messages)
     finally:
         if held:
             q.release(*held)
@@ -158,13 +173,14 @@ def _format(message, fmt: str | None, as_json: bool) -> str:
 @pass_settings
 @handle_errors
 def list_(settings, as_json: bool) -> None:
-    """List share groups.
+    """List share groups, from the data directory's files (next to a running server too; not over
+    --bootstrap: confluent-kafka 2.16 cannot describe share groups).
 
     \b
     Example:
         logbroker queue list --json
     """
-    with open_embedded(settings, read_only=True) as broker:
+    with open_files(settings, "list") as broker:
         groups = broker.shares.list_groups()
     if as_json:
         click.echo(json.dumps(groups))
@@ -205,13 +221,15 @@ def describe(settings, group_id: str, as_json: bool) -> None:
     yet acknowledged or archived), the age of the oldest available record and how often the records
     in flight were delivered (DELIVERIES: COUNTxRECORDS).
 
-    Members live in the process that runs them: read from the files, a group has none.
+    Members live in the process that runs them: read from the files, a group has none.  Reads the
+    data directory's files, next to a running server too; --bootstrap is refused (describing share
+    groups over the network needs APIs confluent-kafka 2.16 lacks).
 
     \b
     Example:
         logbroker queue describe workers --json
     """
-    with open_embedded(settings, read_only=True) as broker:
+    with open_files(settings, "describe") as broker:
         info = broker.shares.describe(group_id)
     if as_json:
         click.echo(json.dumps(info, sort_keys=True))
@@ -245,7 +263,8 @@ def redrive(settings, dlq_topic: str, to_topic: str, rate: float, max_records: i
 
     Key, value and headers are kept (minus the logbroker.dlq.* ones); the timestamp is now.  A
     consumer group remembers how far it got, so a second run continues where the first stopped.  It
-    stops at the end of DLQ_TOPIC as it was when it started.
+    stops at the end of DLQ_TOPIC as it was when it started.  With --bootstrap, or when a running
+    logbroker serve owns the data directory, it works through that broker.
 
     \b
     Example:
@@ -253,6 +272,7 @@ def redrive(settings, dlq_topic: str, to_topic: str, rate: float, max_records: i
     """
     from ..client.redrive import redrive as move
 
-    with open_embedded(settings) as broker:
-        moved = move(broker, dlq_topic, to_topic, rate=rate, max_records=max_records, group=group)
+    with settings.open_target() as target:
+        moved = move(**client_args(target), dlq_topic=dlq_topic, to_topic=to_topic, rate=rate,
+                     max_records=max_records, group=group)
     click.echo(f"Moved {moved} record{'' if moved == 1 else 's'} from {dlq_topic} to {to_topic}.")

@@ -25,8 +25,10 @@ as they are; a group's first Queue starts it at ``auto_offset_reset="earliest"``
 5 deliveries, no dead-letter topic and a ``visibility_timeout`` (the lock on each received record) of
 30 s; a Queue given a ``visibility_timeout`` also uses it for its own receives whatever later writers say.
 
-``Queue(bootstrap="host:port", ...)`` (share groups over the network) comes later; ``__new__`` is
-where that subclass plugs in, as for Consumer and Producer.
+``Queue(bootstrap="host:port", ...)`` returns a ``RemoteQueue`` (remote_queue.py): the same methods and
+Message type over confluent-kafka's ShareConsumer against ``logbroker serve`` or Kafka, minus what
+Kafka's share protocol v1 lacks (a release delay, extend); ``__new__`` plugs it in, as for Consumer and
+Producer.
 """
 
 from __future__ import annotations
@@ -77,12 +79,28 @@ class AcknowledgementError(LogbrokerError):
 
 
 def _remote_queue_class():
-    raise NotImplementedError("Queue(bootstrap='host:port'): share groups over the network come later; "
-                              "use Queue(broker, ...) with an embedded Broker")
+    from .remote_queue import RemoteQueue
+
+    return RemoteQueue
+
+
+def check_queue_arguments(topics, visibility_timeout, auto_offset_reset, max_records) -> list[str]:
+    """The checks both Queues make of their arguments; returns the topics as a list."""
+    topics = [topics] if isinstance(topics, str) else list(topics)
+    if not topics:
+        raise ValueError("a Queue needs at least one topic")
+    if visibility_timeout is not None and not visibility_timeout > 0:
+        raise ValueError(f"visibility_timeout must be > 0 seconds, not {visibility_timeout!r}")
+    if auto_offset_reset not in (None, "earliest", "latest"):
+        raise ValueError("auto_offset_reset must be 'earliest' or 'latest'")
+    if not isinstance(max_records, int) or max_records < 1:
+        raise ValueError(f"max_records must be a positive int, not {max_records!r}")
+    return topics
 
 
 class Queue:
-    """A member of share group ``group`` reading ``topics`` of an embedded Broker, record by record.
+    """A member of share group ``group`` reading ``topics`` of an embedded Broker, record by record
+    (``bootstrap="host:port"`` instead of a Broker: a RemoteQueue, over the network).
 
     Create it with the broker and the group's name; ``close()`` (or ``with``) releases what it still
     holds at once and leaves the group.  Not meant to be shared between threads, except ``close()``."""
@@ -100,15 +118,7 @@ class Queue:
             raise TypeError("Queue needs a Broker (embedded)")
         if bootstrap is not None:
             raise ValueError("give either a Broker or bootstrap='host:port', not both")
-        topics = [topics] if isinstance(topics, str) else list(topics)
-        if not topics:
-            raise ValueError("a Queue needs at least one topic")
-        if visibility_timeout is not None and not visibility_timeout > 0:
-            raise ValueError(f"visibility_timeout must be > 0 seconds, not {visibility_timeout!r}")
-        if auto_offset_reset not in (None, "earliest", "latest"):
-            raise ValueError("auto_offset_reset must be 'earliest' or 'latest'")
-        if not isinstance(max_records, int) or max_records < 1:
-            raise ValueError(f"max_records must be a positive int, not {max_records!r}")
+        topics = check_queue_arguments(topics, visibility_timeout, auto_offset_reset, max_records)
         self._broker = broker
         self._shares = broker.shares
         self.group = group
@@ -348,11 +358,15 @@ class Queue:
         finally:
             with self._lock:
                 self._closed = True
-            try:
-                self._shares.release_member(self.group, self.member_id)
-                self._shares.leave(self.group, self.member_id)
-            except BrokerClosedError:
-                pass
+            self._leave()
+
+    def _leave(self) -> None:
+        """The end of ``close()``: what this member holds goes back at once, and it leaves."""
+        try:
+            self._shares.release_member(self.group, self.member_id)
+            self._shares.leave(self.group, self.member_id)
+        except BrokerClosedError:
+            pass
 
 
 def _name(message: Message) -> str:

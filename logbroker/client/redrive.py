@@ -11,6 +11,8 @@ Once the cause is fixed, ``redrive()`` produces those records again to ``to_topi
 - each record keeps its key, value and headers, minus the ``logbroker.dlq.*`` ones; its timestamp is
   the time of the redrive (the original one is in the dead letter, which stays in the DLQ until
   retention removes it); its partition is chosen as for any send (by key);
+- over the network (``bootstrap="host:port"``) it does the same with the network Consumer and
+  Producer (confluent-kafka) against ``logbroker serve``;
 - it moves at most ``rate`` records per second (a token bucket holding a tenth of a second's worth),
   and stops at the end of the dead-letter topic as it was when it started (dead letters arriving
   meanwhile, perhaps of redriven records failing again, wait for the next run) or after
@@ -65,18 +67,37 @@ class TokenBucket:
         self._tokens = min(self.capacity, self._tokens + tokens)
 
 
-def redrive(broker, dlq_topic: str, to_topic: str, *, rate: float = 100.0, max_records: int | None = None,
-            group: str | None = None) -> int:
-    """Move the records of ``dlq_topic`` to ``to_topic`` (see the module docstring); return how many."""
+def redrive(broker=None, dlq_topic: str | None = None, to_topic: str | None = None, *, rate: float = 100.0,
+            max_records: int | None = None, group: str | None = None, bootstrap: str | None = None) -> int:
+    """Move the records of ``dlq_topic`` to ``to_topic`` (see the module docstring); return how many.
+
+    ``broker`` is an embedded Broker; or give ``bootstrap="host:port"`` (and no broker) to redrive
+    through a Kafka-protocol broker (``logbroker serve``) with the network Consumer and Producer."""
+    if dlq_topic is None or to_topic is None:
+        raise TypeError("redrive needs dlq_topic and to_topic")
+    if (broker is None) == (bootstrap is None):
+        raise ValueError("give either a Broker or bootstrap='host:port'")
     if max_records is not None and max_records < 0:
         raise ValueError(f"max_records must be >= 0, not {max_records!r}")
+    if bootstrap is not None:
+        from .remote_admin import RemoteAdmin
+
+        with RemoteAdmin(bootstrap) as admin:
+            return _redrive(admin, {"bootstrap": bootstrap}, dlq_topic, to_topic, rate, max_records, group)
+    return _redrive(broker, {"broker": broker}, dlq_topic, to_topic, rate, max_records, group)
+
+
+def _redrive(broker, target: dict, dlq_topic: str, to_topic: str, rate: float, max_records: int | None,
+             group: str | None) -> int:
+    """``broker``: the embedded Broker or a RemoteAdmin (topics and offsets); ``target``: how the
+    Consumer and Producer reach it."""
     broker.topic(to_topic)  # raises for an unknown target before anything moves
-    ends = {(dlq_topic, p): broker.list_offsets(dlq_topic, p, LATEST_TIMESTAMP)[0]
-            for p in range(broker.partition_count(dlq_topic))}
+    partitions = range(broker.partition_count(dlq_topic))
+    ends = {(dlq_topic, p): broker.list_offsets(dlq_topic, p, LATEST_TIMESTAMP)[0] for p in partitions}
     bucket = TokenBucket(rate)
     moved = 0
-    with Consumer(broker, group=group or default_group(dlq_topic), topics=[dlq_topic], enable_auto_commit=False,
-                  auto_offset_reset="earliest") as consumer, Producer(broker, linger_ms=0) as producer:
+    with Consumer(**target, group=group or default_group(dlq_topic), topics=[dlq_topic], enable_auto_commit=False,
+                  auto_offset_reset="earliest") as consumer, Producer(**target, linger_ms=0) as producer:
         joined_by = time.monotonic() + JOIN_TIMEOUT
         while max_records is None or moved < max_records:
             want = bucket.take(min(500, max_records - moved) if max_records is not None else 500)

@@ -5,7 +5,8 @@ The methods mirror the embedded Broker's where the CLI uses both (``list_topics`
 ``partition_count``, ``create_topic``, ``describe_topic``, ``alter_topic_config``, ``delete_topic``,
 ``create_partitions``, ``list_offsets``) and take the embedded group coordinator's shapes for groups
 (``list_groups``, ``fetch_offsets``, ``lag``, ``delete_groups``), so one piece of CLI code formats
-either.  What the protocol does not carry is None: a group's generation and leader (DescribeGroups
+either.  ``group_configs`` / ``alter_group_configs`` read and change a group's configs (share groups:
+``client.remote_queue``).  What the protocol does not carry is None: a group's generation and leader (DescribeGroups
 has neither), a partition's segment count and size on disk.
 
 Every call waits at most ``request_timeout_ms``; errors are logbroker errors carrying the Kafka
@@ -225,6 +226,31 @@ class RemoteAdmin:
         return RemoteKafkaError(f"the broker at {self.bootstrap} does not support changing topic configs "
                                 f"(neither IncrementalAlterConfigs nor AlterConfigs); change them where the "
                                 f"broker runs", UNSUPPORTED_FEATURE)
+
+    # ---- share-group configs ---------------------------------------------------------------------
+
+    def group_configs(self, group: str) -> dict[str, tuple[str | None, int]]:
+        """The configs of group ``group`` (DescribeConfigs, resource type GROUP): name -> (value,
+        config source), the source as Kafka numbers it (8 GROUP_CONFIG: set for the group, 5 DEFAULT_CONFIG)."""
+        from confluent_kafka.admin import ConfigResource, ResourceType
+
+        futures = self._call("describe_configs", [ConfigResource(ResourceType.GROUP, group)])
+        entries = self._wait(next(iter(futures.values())), f"cannot read the configs of group {group!r}")
+        return {name: (e.value, int(getattr(e.source, "value", e.source))) for name, e in sorted(entries.items())}
+
+    def alter_group_configs(self, group: str, set: dict | None = None, delete: list | None = None) -> None:
+        """Set and/or remove (back to the broker's default) configs of group ``group`` in one
+        IncrementalAlterConfigs request, under Kafka's group config names (``share.auto.offset.reset``,
+        ``share.record.lock.duration.ms``, ...)."""
+        from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+        entries = [ConfigEntry(k, str(v), incremental_operation=AlterConfigOpType.SET) for k, v in (set or {}).items()]
+        entries += [ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE) for k in delete or ()]
+        if not entries:
+            return
+        resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=entries)
+        futures = self._call("incremental_alter_configs", [resource])
+        self._wait(next(iter(futures.values())), f"cannot change the configs of group {group!r}")
 
     # ---- offsets -------------------------------------------------------------------------------
 

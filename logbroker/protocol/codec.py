@@ -20,8 +20,9 @@ ApiVersions rules (PROTOCOL.md §5), applied here so no caller can get them wron
   version, because kafka-python decodes every failed ApiVersions answer as v0; ``decode_response``
   mirrors that and reads a failed answer as v0.
 
-``SUPPORTED`` is what the broker advertises (PROTOCOL.md §8, with Metadata raised to v12 and the
-share-group APIs at v1 for SHARE_GROUPS.md §1; the server lists only APIs it has a handler for).
+``SUPPORTED`` is what the broker advertises (PROTOCOL.md §8, with Metadata raised to v12, the
+share-group APIs at v1 and IncrementalAlterConfigs 0-1 for SHARE_GROUPS.md §1; the server lists only
+APIs it has a handler for).
 ``SERVED`` is what ``decode_request`` accepts: the same, except Produce v0-2, which is advertised only
 to keep librdkafka 2.0.2's compression on and is refused as unsupported, as Kafka 4.0 does.
 
@@ -71,6 +72,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     32: (1, 2),   # DescribeConfigs
     37: (0, 1),   # CreatePartitions
     42: (0, 1),   # DeleteGroups
+    44: (0, 1),   # IncrementalAlterConfigs (what librdkafka's AdminClient sends; SHARE_GROUPS.md §1.1, §3.12)
     76: (1, 1),   # ShareGroupHeartbeat (advertised by ApiVersions once a handler serves it)
     78: (1, 1),   # ShareFetch
     79: (1, 1),   # ShareAcknowledge
@@ -84,7 +86,7 @@ API_NAMES: dict[int, str] = {
     25: "AddOffsetsToTxn", 26: "EndTxn", 27: "WriteTxnMarkers", 28: "TxnOffsetCommit", 29: "DescribeAcls",
     30: "CreateAcls", 31: "DeleteAcls", 33: "AlterConfigs", 34: "AlterReplicaLogDirs", 35: "DescribeLogDirs",
     38: "CreateDelegationToken", 39: "RenewDelegationToken", 40: "ExpireDelegationToken",
-    41: "DescribeDelegationToken", 43: "ElectLeaders", 44: "IncrementalAlterConfigs", 47: "OffsetDelete",
+    41: "DescribeDelegationToken", 43: "ElectLeaders", 47: "OffsetDelete",
     60: "DescribeCluster", 68: "ConsumerGroupHeartbeat", 71: "GetTelemetrySubscriptions",
 }
 API_NAMES = dict(sorted(API_NAMES.items()))

@@ -370,3 +370,10 @@ def test_a_dead_letter_of_an_earlier_topic_of_the_same_name_does_not_count_as_th
     assert values == [b"old", b"v0"]
     assert dict(dead_letters(broker)[1].headers)["logbroker.dlq.topic.id"] == broker.topic("t").topic_id.encode()
     broker.close()
+
+
+def test_a_stored_consumer_group_is_no_share_group_after_a_restart(broker, clock):
+    broker.groups.commit_offsets("classic", -1, "", None, {("t", 0): (0, -1, None)})
+    broker = reopen(broker, clock)  # the group service has not started in this run
+    assert broker.shares.heartbeat("classic", "m", 0, ["t"]).error_code == 69
+    broker.close()

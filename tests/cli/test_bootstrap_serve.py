@@ -126,11 +126,17 @@ def test_topic_create_list_describe_alter_delete(remote):
     assert described["overrides"] == {"retention.ms": "3600000"}
     assert described["config"]["retention.ms"] == "3600000" and described["config"]["cleanup.policy"] == "delete"
     assert [p["log_end_offset"] for p in described["partitions"]] == [0, 2, 0]
-    altered = remote("topic", "alter", "orders", "-c", "retention.ms=1000", ok=False)
-    if altered.exit_code:  # the server serves neither IncrementalAlterConfigs nor AlterConfigs (yet)
-        assert "does not support changing topic configs" in altered.output
-    else:
-        assert "retention.ms=1000" in altered.stdout
+    # topic alter: IncrementalAlterConfigs (SET and DELETE), answered per topic
+    altered = remote("topic", "alter", "orders", "-c", "retention.ms=1000", "-c", "cleanup.policy=compact")
+    assert altered.stdout == "Updated topic orders: cleanup.policy=compact,retention.ms=1000\n"
+    altered = remote("topic", "alter", "orders", "-d", "cleanup.policy", "-c", "retention.bytes=4096")
+    assert altered.stdout == "Updated topic orders: retention.bytes=4096,retention.ms=1000\n"
+    assert json.loads(remote("topic", "describe", "orders", "--json").stdout)["overrides"] == {
+        "retention.bytes": "4096", "retention.ms": "1000"}
+    bad = remote("topic", "alter", "orders", "-c", "retention.ms=soon", ok=False)
+    assert bad.exit_code == 1 and "retention.ms" in bad.output and "INVALID_CONFIG" in bad.output
+    unknown = remote("topic", "alter", "nope", "-c", "retention.ms=1", ok=False)
+    assert unknown.exit_code == 1 and unknown.output.startswith("Error: ")
     assert remote("topic", "delete", "orders").stdout == "Deleted topic orders.\n"
     assert "orders" not in remote("topic", "list").stdout.splitlines()
     missing = remote("topic", "describe", "orders", ok=False)
@@ -239,6 +245,8 @@ def test_commands_that_write_use_the_server_owning_the_data_dir(server):
     created = local("topic", "create", "owned", "-p", "2", env=env)
     assert created.exit_code == 0, created.output
     assert local("produce", "owned", "-K", ":", input="a:1\nb:2\n", env=env).exit_code == 0
+    assert local.ok("topic", "alter", "owned", "-c", "retention.ms=5000", env=env).stdout == \
+        "Updated topic owned: retention.ms=5000\n"
     assert sorted(local.ok("consume", "owned", "-g", "owners", "-e", env=env).stdout.splitlines()) == ["1", "2"]
     # read-only commands read the files, next to the server
     assert "owned" in local.ok("topic", "list", env=env).stdout.splitlines()

@@ -132,11 +132,12 @@ def test_usage_errors(run):
     assert run("queue", "receive", "t").exit_code == 2  # -g is required
 
 
-def test_network_queues_are_refused_clearly(run):
-    for args in (["--bootstrap", "127.0.0.1:1", "queue", "list"], ["queue", "receive", "t", "-g", "w",
-                                                                       "--bootstrap", "127.0.0.1:1"]):
+def test_describe_and_list_over_the_network_are_refused_clearly(run):
+    for args in (["--bootstrap", "127.0.0.1:1", "queue", "list"], ["queue", "describe", "w", "--bootstrap",
+                                                                       "127.0.0.1:1"]):
         result = run(*args)
-        assert result.exit_code == 1 and "not supported yet" in result.output, result.output
+        assert result.exit_code == 1 and "ShareGroupDescribe" in result.output, result.output
+        assert "confluent-kafka 2.16" in result.output and "data directory" in result.output
 
 
 SERVER_LIKE = """
@@ -148,16 +149,15 @@ time.sleep(60)
 """
 
 
-def test_a_data_directory_owned_by_a_server_is_refused_clearly(run, data_dir):
+def test_describe_and_list_read_the_files_of_a_directory_a_server_owns(run, data_dir):
     produce(run, "t", ["a"])
+    receive(run, "t", "-g", "w")
     proc = subprocess.Popen([sys.executable, "-c", SERVER_LIKE, data_dir], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=subprocess_env())
     try:
         wait_for_line(proc, "ready")
-        result = run("queue", "receive", "t", "-g", "w")
-        assert result.exit_code == 1
-        assert "served by logbroker serve" in result.output and "not supported yet" in result.output
-        assert run.ok("queue", "list").stdout == ""  # reading works next to it
+        assert run.ok("queue", "list").stdout == "w\n"  # reading works next to it
+        assert json.loads(run.ok("queue", "describe", "w", "--json").stdout)["partitions"][0]["start_offset"] == 1
     finally:
         stop(proc)
 

@@ -202,7 +202,8 @@ def test_max_deliveries_dead_letters_the_record_exactly_once_with_its_headers(br
     headers = dict(letter.headers)
     assert headers == {"trace": b"x", "logbroker.dlq.group": b"g", "logbroker.dlq.topic": b"t",
                        "logbroker.dlq.partition": b"0", "logbroker.dlq.offset": b"0",
-                       "logbroker.dlq.delivery.count": b"2", "logbroker.dlq.reason": b"delivery_count_limit"}
+                       "logbroker.dlq.delivery.count": b"2", "logbroker.dlq.reason": b"delivery_count_limit",
+                       "logbroker.dlq.topic.id": broker.topic("t").topic_id.encode()}
 
 
 def test_reject_with_a_dead_letter_topic_copies_the_record(broker):
@@ -372,8 +373,8 @@ def test_a_queue_writes_the_group_settings_it_is_given(broker):
 
 
 def test_bad_arguments(broker):
-    with pytest.raises(NotImplementedError, match="network"):
-        Queue(bootstrap="127.0.0.1:9092", group="g", topics=["t"])
+    with pytest.raises(ValueError, match="not both"):  # bootstrap= is a RemoteQueue (test_remote_queue.py)
+        Queue(broker, group="g", topics=["t"], bootstrap="127.0.0.1:9092")
     with pytest.raises(TypeError):
         Queue(group="g", topics=["t"])
     with pytest.raises(ValueError):

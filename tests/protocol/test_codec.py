@@ -20,8 +20,9 @@ PROTOCOL_MD_SECTION_8 = {  # the "advertise" column
     13: (0, 1), 8: (2, 3), 9: (1, 3), 22: (0, 1), 19: (2, 4), 20: (1, 3), 37: (0, 1), 21: (0, 1), 42: (0, 1),
     32: (1, 2), 15: (0, 3), 16: (0, 2),
 }
-SHARE_GROUPS_MD_SECTION_1_2 = {  # what the share consumer needs on top: Metadata to v12, the share APIs at v1
-    3: (0, 12), 76: (1, 1), 78: (1, 1), 79: (1, 1),
+SHARE_GROUPS_MD_SECTION_1_2 = {  # what the share consumer needs on top: Metadata to v12, the share APIs at v1,
+    3: (0, 12), 76: (1, 1), 78: (1, 1), 79: (1, 1),  # and (§1.1, §3.12) IncrementalAlterConfigs for group configs
+    44: (0, 1),
 }
 
 

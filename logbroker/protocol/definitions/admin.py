@@ -1,7 +1,9 @@
 """Admin APIs, written from the facts in ../shared/kafka/.
 
 CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords, DescribeConfigs, DescribeGroups,
-ListGroups and DeleteGroups, each for every version of the reference schemas.
+ListGroups and DeleteGroups, each for every version of the reference schemas; IncrementalAlterConfigs
+(key 44, versions 0-1, v1 flexible; the same fields in both) from Kafka's published message schema,
+which the pack does not carry (SHARE_GROUPS.md §1.1 names it as the way to configure share groups).
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ DESCRIBE_CONFIGS = Api(
     32, "DescribeConfigs", "0-4", "4+",
     request=(
         Field("resources", Array(
-            Field("resource_type", "int8"),  # 2 topic, 4 broker
+            Field("resource_type", "int8"),  # 2 topic, 4 broker, 32 group
             Field("resource_name", "string"),
             Field("configuration_keys", "[]string", nullable_versions="0+"),  # null: every key
         )),
@@ -150,6 +152,31 @@ DESCRIBE_CONFIGS = Api(
                 Field("config_type", "int8", "3+"),
                 Field("documentation", "string", "3+", nullable_versions="0+"),
             )),
+        )),
+    ),
+)
+
+INCREMENTAL_ALTER_CONFIGS = Api(
+    44, "IncrementalAlterConfigs", "0-1", "1+",
+    request=(
+        Field("resources", Array(
+            Field("resource_type", "int8"),  # 2 topic, 4 broker, 32 group
+            Field("resource_name", "string"),
+            Field("configs", Array(
+                Field("name", "string"),
+                Field("config_operation", "int8"),  # 0 SET, 1 DELETE, 2 APPEND, 3 SUBTRACT
+                Field("value", "string", nullable_versions="0+"),
+            )),
+        )),
+        Field("validate_only", "bool"),
+    ),
+    response=(
+        Field("throttle_time_ms", "int32"),
+        Field("responses", Array(
+            Field("error_code", "int16"),
+            Field("error_message", "string", nullable_versions="0+"),
+            Field("resource_type", "int8"),
+            Field("resource_name", "string"),
         )),
     ),
 )
@@ -213,5 +240,5 @@ DELETE_GROUPS = Api(
     ),
 )
 
-APIS = (CREATE_TOPICS, DELETE_TOPICS, CREATE_PARTITIONS, DELETE_RECORDS, DESCRIBE_CONFIGS, DESCRIBE_GROUPS,
-        LIST_GROUPS, DELETE_GROUPS)
+APIS = (CREATE_TOPICS, DELETE_TOPICS, CREATE_PARTITIONS, DELETE_RECORDS, DESCRIBE_CONFIGS, INCREMENTAL_ALTER_CONFIGS,
+        DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS)

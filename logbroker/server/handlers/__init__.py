@@ -9,13 +9,13 @@ Errors that belong to one topic or partition become that entry's ``error_code`` 
 
 from __future__ import annotations
 
-from . import admin, fetch, groups, metadata, offsets, produce, producer, share, versions
+from . import admin, configs, fetch, groups, metadata, offsets, produce, producer, share, versions
 
 PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
 OFFSET_COMMIT, OFFSET_FETCH, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 8, 9, 10, 11, 12, 13, 14
 DESCRIBE_GROUPS, LIST_GROUPS, API_VERSIONS = 15, 16, 18
 CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 19, 20, 21, 22
-DESCRIBE_CONFIGS, CREATE_PARTITIONS, DELETE_GROUPS = 32, 37, 42
+DESCRIBE_CONFIGS, CREATE_PARTITIONS, DELETE_GROUPS, INCREMENTAL_ALTER_CONFIGS = 32, 37, 42, 44
 SHARE_GROUP_HEARTBEAT, SHARE_FETCH, SHARE_ACKNOWLEDGE = 76, 78, 79
 
 HANDLERS = {
@@ -40,6 +40,7 @@ HANDLERS = {
     DESCRIBE_CONFIGS: admin.handle_describe_configs,
     CREATE_PARTITIONS: admin.handle_create_partitions,
     DELETE_GROUPS: groups.handle_delete_groups,
+    INCREMENTAL_ALTER_CONFIGS: configs.handle_incremental_alter_configs,
     SHARE_GROUP_HEARTBEAT: share.handle_share_group_heartbeat,
     SHARE_FETCH: share.handle_share_fetch,
     SHARE_ACKNOWLEDGE: share.handle_share_acknowledge,

@@ -1,4 +1,5 @@
-"""Admin: CreateTopics (19), DeleteTopics (20), CreatePartitions (37), DescribeConfigs (32).
+"""Admin: CreateTopics (19), DeleteTopics (20), CreatePartitions (37), DescribeConfigs (32) for topics,
+the broker and share groups (IncrementalAlterConfigs and the group entries: ``configs.py``).
 
 A single node can hold one replica: replication factor 1 (or -1, "the broker's default") only,
 else INVALID_REPLICATION_FACTOR (38); explicit replica assignments must name broker 0 alone
@@ -13,12 +14,12 @@ from ...config import LogConfig, validate_overrides, validate_topic_name
 from ...errors import (InvalidPartitionsError, InvalidRequestError, InvalidTopicError, LogbrokerError,
                        TopicAlreadyExistsError, UnknownTopicOrPartitionError)
 from .common import NONE, error_code, error_message
+from .configs import (BROKER, GROUP, SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, SOURCE_STATIC_BROKER, TOPIC, config_entry,
+                      group_entries)
 from .metadata import NODE_ID
 
 INVALID_REPLICATION_FACTOR = 38
 INVALID_REPLICA_ASSIGNMENT = 39
-TOPIC, BROKER = 2, 4
-SOURCE_DYNAMIC_TOPIC, SOURCE_STATIC_BROKER, SOURCE_DEFAULT = 1, 4, 5
 
 
 class _Refused(LogbrokerError):
@@ -135,13 +136,6 @@ async def handle_create_partitions(ctx, body: dict) -> dict:
 
 # ---- DescribeConfigs ------------------------------------------------------------------------------------------
 
-def _entry(name: str, value, source: int, include_synonyms: bool, read_only: bool = False) -> dict:
-    return {"name": name, "value": value, "read_only": read_only, "is_default": source == SOURCE_DEFAULT,
-            "config_source": source, "is_sensitive": False,
-            "synonyms": [{"name": name, "value": value, "source": source}] if include_synonyms else [],
-            "config_type": 0, "documentation": None}
-
-
 def describe_all(broker, server, resources: list[dict], include_synonyms: bool) -> list[dict]:
     out = []
     for resource in resources:
@@ -153,15 +147,18 @@ def describe_all(broker, server, resources: list[dict], include_synonyms: bool) 
             if rtype == TOPIC:
                 described = broker.describe_topic(rname)
                 overrides = described["overrides"]
-                entries = [_entry(k, v, SOURCE_DYNAMIC_TOPIC if k in overrides else SOURCE_DEFAULT, include_synonyms)
-                           for k, v in sorted(described["config"].items())]
+                entries = [config_entry(k, v, SOURCE_DYNAMIC_TOPIC if k in overrides else SOURCE_DEFAULT,
+                                        include_synonyms) for k, v in sorted(described["config"].items())]
             elif rtype == BROKER:
                 if rname not in ("", str(NODE_ID)):
                     raise InvalidRequestError(f"this broker is node {NODE_ID}, not {rname!r}")
-                entries = [_entry(k, v, SOURCE_STATIC_BROKER, include_synonyms, read_only=True)
+                entries = [config_entry(k, v, SOURCE_STATIC_BROKER, include_synonyms, read_only=True)
                            for k, v in sorted(server.broker_configs().items())]
+            elif rtype == GROUP:
+                entries = group_entries(broker, rname, include_synonyms)
             else:
-                raise InvalidRequestError(f"resource type {rtype} is not supported (2 = topic, 4 = broker)")
+                raise InvalidRequestError(f"resource type {rtype} is not supported (2 = topic, 4 = broker, "
+                                          f"32 = group)")
             if keys is not None:
                 wanted = set(keys)
                 entries = [e for e in entries if e["name"] in wanted]
