@@ -47,9 +47,6 @@ import pytest
 from .test_kill_queue import (BrokerView, Layout, check_final, check_view, produce, read_side_files,
                               wait_for_dead_letter)
 
-confluent_kafka = pytest.importorskip("confluent_kafka")
-if not hasattr(confluent_kafka, "ShareConsumer"):  # pragma: no cover - older confluent-kafka
-    pytest.skip("this confluent-kafka has no ShareConsumer", allow_module_level=True)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tools" / "crash_share_consumer.py"

@@ -14,14 +14,10 @@ import time
 
 import pytest
 
-confluent_kafka = pytest.importorskip("confluent_kafka")
-if not hasattr(confluent_kafka, "ShareConsumer"):  # pragma: no cover - older confluent-kafka
-    pytest.skip("this confluent-kafka has no ShareConsumer", allow_module_level=True)
+from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
+from confluent_kafka.admin import AdminClient, NewTopic
 
-from confluent_kafka import AcknowledgeType, Producer, ShareConsumer  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-
-from .conftest import Serve, _stop_checked, unique  # noqa: E402
+from .conftest import Serve, _stop_checked, unique
 
 ACCEPT, RELEASE, REJECT = AcknowledgeType.ACCEPT, AcknowledgeType.RELEASE, AcknowledgeType.REJECT
 SHARE = {"share.acknowledgement.mode": "explicit", "fetch.wait.max.ms": 200, "socket.timeout.ms": 10000,

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-kafka = pytest.importorskip("kafka")
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
-from kafka.admin import NewPartitions, NewTopic  # noqa: E402
+import kafka
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewPartitions, NewTopic
 
 # Short heartbeats and fetch waits so rebalances finish quickly.  Polls are long (3 s): kafka-python
 # 3.0.12 can lose a JoinGroup/SyncGroup round that completes after poll() gave up waiting for it (its
