@@ -11,6 +11,7 @@ durable; ``dead_letters_in`` lists the sources of the dead letters a topic alrea
 
 from __future__ import annotations
 
+import bisect
 import logging
 
 from ..groups.share_partition import DeadLetter
@@ -19,6 +20,8 @@ from ..records.batch import Record, decode_records, encode_batch_columns, iter_b
 from ..storage.log import LATEST_TIMESTAMP
 
 log = logging.getLogger(__name__)
+
+_READ_BYTES = 128 * 1024  # per fetch: a few hundred records of ordinary size; more fetches follow if needed
 
 
 def _in_log(broker, topic: str, partition: int, offsets) -> list[int]:
@@ -31,23 +34,19 @@ def _in_log(broker, topic: str, partition: int, offsets) -> list[int]:
 def read_records(broker, topic: str, partition: int, offsets) -> list[Record]:
     """The records at ``offsets`` that have one, in offset order."""
     wanted = _in_log(broker, topic, partition, offsets)
+    wanted_set = set(wanted)
     out = []
     i = 0
     while i < len(wanted):
-        info = broker.fetch(topic, partition, wanted[i], 1 << 20)
+        info = broker.fetch(topic, partition, wanted[i], _READ_BYTES)
         progressed = False
         for pos, header in iter_batches(info.records):
             if header.next_offset <= wanted[i]:
                 continue
             if not header.is_control:
-                for record in decode_records(info.records, pos, header, topic=topic, partition=partition):
-                    while i < len(wanted) and wanted[i] < record.offset:
-                        i += 1
-                    if i < len(wanted) and wanted[i] == record.offset:
-                        out.append(record)
-                        i += 1
-            while i < len(wanted) and wanted[i] < header.next_offset:
-                i += 1  # inside this batch but without a record
+                out += [r for r in decode_records(info.records, pos, header, topic=topic, partition=partition)
+                        if r.offset in wanted_set]
+            i = bisect.bisect_left(wanted, header.next_offset, i)
             progressed = True
             if i >= len(wanted):
                 break
@@ -64,7 +63,7 @@ def read_batches(broker, topic: str, partition: int, offsets, max_bytes: int = 1
     i = 0
     size = 0
     while i < len(wanted) and size < max_bytes:
-        info = broker.fetch(topic, partition, wanted[i], 1 << 20)
+        info = broker.fetch(topic, partition, wanted[i], _READ_BYTES)
         data = info.records
         progressed = False
         for pos, header in iter_batches(data):
@@ -74,8 +73,7 @@ def read_batches(broker, topic: str, partition: int, offsets, max_bytes: int = 1
                 seen_base.add(header.base_offset)
                 chunks.append(bytes(data[pos:pos + header.size]))
                 size += header.size
-            while i < len(wanted) and wanted[i] < header.next_offset:
-                i += 1
+            i = bisect.bisect_left(wanted, header.next_offset, i)
             progressed = True
             if i >= len(wanted):
                 break

@@ -67,6 +67,7 @@ INVALID_RECORD_STATE = 121
 GAP, ACCEPT, RELEASE, REJECT = 0, 1, 2, 3  # Kafka's acknowledge types (v1)
 
 SNAPSHOT, UPDATE = 0, 1
+_FRESH = (AVAILABLE, 0)
 RECORD_VERSION = 0
 _HEADER = struct.Struct(">bbqqi")
 _BATCH = struct.Struct(">qqbh")
@@ -113,17 +114,24 @@ class _Lock(NamedTuple):
 # ---- encoding ------------------------------------------------------------------------------------
 
 def encode_state(state: ShareState) -> bytes:
-    batches: list[list[int]] = []
-    for offset in sorted(state.records):
-        st, count = state.records[offset]
-        if batches and batches[-1][1] == offset - 1 and batches[-1][2:] == [st, count]:
-            batches[-1][1] = offset
-        else:
-            batches.append([offset, offset, st, count])
-    out = [_HEADER.pack(RECORD_VERSION, SNAPSHOT if state.snapshot else UPDATE, state.start_offset,
-                        state.end_offset, len(batches))]
-    out += [_BATCH.pack(*b) for b in batches]
-    return b"".join(out)
+    batches: list[bytes] = []
+    pack = _BATCH.pack
+    records = state.records
+    first = last = value = None
+    for offset in sorted(records):
+        current = records[offset]
+        if last is not None and offset == last + 1 and current == value:
+            last = offset
+            continue
+        if first is not None:
+            batches.append(pack(first, last, *value))
+        first = last = offset
+        value = current
+    if first is not None:
+        batches.append(pack(first, last, *value))
+    header = _HEADER.pack(RECORD_VERSION, SNAPSHOT if state.snapshot else UPDATE, state.start_offset,
+                          state.end_offset, len(batches))
+    return header + b"".join(batches)
 
 
 def decode_state(data: bytes) -> ShareState:
@@ -328,14 +336,18 @@ class SharePartition:
                 or any(t not in (GAP, ACCEPT, RELEASE, REJECT) for _, _, t in acks)):
             result.error_code = INVALID_REQUEST
             return result
-        if not all(self._holds(member_id, offset, delivery_id) for offset, delivery_id, _ in acks):
-            result.error_code = INVALID_RECORD_STATE
-            return result
+        locks = self._locks
+        for offset, delivery_id, _ in acks:
+            lock = locks.get(offset)
+            if lock is None or lock.member_id != member_id or (delivery_id is not None and lock.delivery_id != delivery_id):
+                result.error_code = INVALID_RECORD_STATE
+                return result
         changes: dict[int, tuple[int, int]] = {}
         released = []
+        records = self._records
         for offset, _, ack_type in sorted(acks):
-            del self._locks[offset]
-            _, count = self._records.get(offset, (AVAILABLE, 0))
+            del locks[offset]
+            _, count = records.get(offset, _FRESH)
             if ack_type == ACCEPT:
                 changes[offset] = (ACKNOWLEDGED, count)
             elif ack_type == GAP:
