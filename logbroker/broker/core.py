@@ -15,6 +15,7 @@ from ..clock import SYSTEM_CLOCK
 from ..config import TOPIC_CONFIGS, LogConfig, default_config_strings, validate_overrides, validate_topic_name
 from ..errors import (BrokerClosedError, InvalidConfigError, InvalidPartitionsError, InvalidRequestError,
                       InvalidTopicError, LogbrokerError, ReadOnlyError)
+from ..groups.share_state_log import SHARE_STATE_TOPIC  # the share-group service's log (broker/shares.py)
 from ..records.batch import decode_records, iter_batches, validate_produced
 from ..storage.cleaner import compact_log
 from ..storage.files import atomic_write
@@ -22,7 +23,6 @@ from ..storage.log import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, AppendInfo, Part
 from ..storage.log_manager import METADATA_DIR, LogManager, TopicMetadata, new_topic_id
 
 OFFSETS_TOPIC = "__consumer_offsets"  # the group coordinator's log (groups/offsets_log.py)
-SHARE_STATE_TOPIC = "__share_group_state"  # the share-group service's log (broker/shares.py)
 INTERNAL_TOPICS = (OFFSETS_TOPIC, SHARE_STATE_TOPIC)
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ class Broker:
     def alter_topic_config(self, name: str, set: dict | None = None, delete: list | None = None) -> dict[str, str]:
         """Set and/or remove config overrides; return the topic's overrides afterwards."""
         self._require_writable()
+        _refuse_internal(name, "reconfigure")
         meta = self.topic(name)
         overrides = dict(meta.config)
         for key in delete or ():
@@ -297,6 +298,7 @@ class Broker:
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """Move the log start offset up to ``offset``; return the new log start offset."""
         self._require_writable()
+        _refuse_internal(topic, "delete records of")
         return self.log(topic, partition).delete_records(offset)
 
     def wait_for_data(self, timeout: float) -> None:
@@ -375,16 +377,19 @@ class Broker:
 
     def _housekeeping_loop(self) -> None:
         while not self._stop.wait(1.0):
-            try:
-                if self._groups is not None:
-                    self._groups.tick()
-                if self._shares is not None:
-                    self._shares.tick()
-                self.run_housekeeping()
-            except BrokerClosedError:
-                return
-            except Exception:  # keep the thread alive; the next round retries
-                log.exception("housekeeping failed")
+            for step in (self._tick_groups, self.run_housekeeping):
+                try:  # one step's trouble must not stop the others
+                    step()
+                except BrokerClosedError:
+                    return
+                except Exception:  # keep the thread alive; the next round retries
+                    log.exception("housekeeping failed")
+
+    def _tick_groups(self) -> None:
+        if self._groups is not None:
+            self._groups.tick()
+        if self._shares is not None:
+            self._shares.tick()
 
     def close(self) -> None:
         """Flush and close every partition, checkpoint, write the clean-shutdown marker, unlock."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import logging
 
+from ..errors import UnknownTopicOrPartitionError
 from ..groups.share_partition import DeadLetter
 from ..groups.share_state_log import dead_letter_headers, dead_letter_source, dead_letter_topic_id
 from ..records.batch import Record, decode_records, encode_batch_columns, iter_batches
@@ -84,26 +85,46 @@ def read_batches(broker, topic: str, partition: int, offsets, max_bytes: int = 1
 
 def copy_dead_letters(broker, group: str, topic: str, partition: int, dlq: str, letters: list[DeadLetter]) -> None:
     """Append the records of ``letters`` to ``dlq`` (made with 1 partition if missing; partition =
-    source partition modulo its count) and wait until they are durable."""
+    source partition modulo its count), in batches within its ``max.message.bytes``, and wait until
+    they are durable.  A record that is gone from the log (retention, its topic deleted) or too large
+    for the dead-letter topic even alone is logged and not copied: there is nothing that could be."""
+    try:
+        topic_id = broker.topic(topic).topic_id
+        records = {r.offset: r for r in read_records(broker, topic, partition, [d.offset for d in letters])}
+    except UnknownTopicOrPartitionError:
+        log.warning("dead letters of %s-%d: the topic is gone; nothing to copy", topic, partition)
+        return
     if dlq not in broker.list_topics():
         broker.create_topic(dlq, 1)
-    topic_id = broker.topic(topic).topic_id
-    records = {r.offset: r for r in read_records(broker, topic, partition, [d.offset for d in letters])}
-    keys, values, headers, timestamps = [], [], [], []
+    target = partition % broker.partition_count(dlq)
+    limit = broker.log(dlq, target).config.max_message_bytes
+    batch: list[tuple] = []
+    size = 0
     for letter in letters:
         record = records.get(letter.offset)
         if record is None:
             log.warning("dead letter %s-%d@%d is gone from the log; not copied", topic, partition, letter.offset)
             continue
-        keys.append(record.key)
-        values.append(record.value)
-        headers.append(list(record.headers) + dead_letter_headers(group, topic, partition, letter, topic_id))
-        timestamps.append(record.timestamp)
-    if not values:
-        return
-    target = partition % broker.partition_count(dlq)
-    info = broker.append(dlq, target, encode_batch_columns(keys, values, headers, timestamps))
-    broker.wait_durable(dlq, target, info.last_offset + 1)
+        headers = list(record.headers) + dead_letter_headers(group, topic, partition, letter, topic_id)
+        estimate = (len(record.key or b"") + len(record.value or b"")
+                    + sum(len(k) + len(v or b"") + 10 for k, v in headers) + 40)
+        if estimate + 100 > limit:
+            log.error("dead letter %s-%d@%d (%d bytes) is over %s's max.message.bytes; not copied",
+                      topic, partition, letter.offset, estimate, dlq)
+            continue
+        if batch and size + estimate + 100 > limit:
+            _append_durably(broker, dlq, target, batch)
+            batch, size = [], 0
+        batch.append((record.key, record.value, headers, record.timestamp))
+        size += estimate
+    if batch:
+        _append_durably(broker, dlq, target, batch)
+
+
+def _append_durably(broker, topic: str, partition: int, records: list[tuple]) -> None:
+    keys, values, headers, timestamps = (list(column) for column in zip(*records))
+    info = broker.append(topic, partition, encode_batch_columns(keys, values, headers, timestamps))
+    broker.wait_durable(topic, partition, info.last_offset + 1)
 
 
 def dead_letters_in(broker, dlq: str) -> set[tuple[str, str, int, int]]:

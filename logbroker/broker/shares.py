@@ -31,7 +31,7 @@ from ..errors import InvalidConfigError, InvalidRequestError, KafkaStorageError,
 from ..groups.errors import GROUP_ID_NOT_FOUND, NONE
 from ..groups.offsets_log import OFFSETS_TOPIC, partition_for_group
 from ..groups.share_membership import HeartbeatResult, ShareMembership
-from ..groups.share_partition import (ACCEPT, GAP, INVALID_RECORD_STATE, RELEASE, REJECT, Acquired, DeadLetter,
+from ..groups.share_partition import (ACCEPT, GAP, INVALID_RECORD_STATE, RELEASE, REJECT, Acquired,
                                       SharePartition)
 from ..groups.share_state_log import (SHARE_STATE_CONFIG, SHARE_STATE_PARTITIONS, SHARE_STATE_TOPIC, ShareGroupConfig,
                                       config_key, dead_letter_headers, decode_key, state_key)
@@ -71,7 +71,8 @@ class ShareGroupService:
         # per call, under the lock:
         self._dirty: set[tuple[str, str, int]] = set()
         self._config_records: list[tuple[str, bytes]] = []
-        self._pending_dead_letters: dict[tuple[str, str, int], list[DeadLetter]] = {}
+        self._new_dead_letters: set[tuple[str, str, int]] = set()  # this call made dead letters to copy
+        self._retry_dead_letters: set[tuple[str, str, int]] = set()  # copies that failed: retried by tick()
         self._freed = False
         broker.add_data_listener(self._notify_available)
 
@@ -191,7 +192,7 @@ class ShareGroupService:
         self._load_locked()
         self._dirty: set = set()
         self._config_records: list = []
-        self._pending_dead_letters = {}
+        self._new_dead_letters = set()
         self._freed = False
         now = self._now()
         self._membership.expire(now)
@@ -201,13 +202,14 @@ class ShareGroupService:
         """Note what a SharePartition call changed; dead letters are copied before the call ends."""
         if result.records:
             self._dirty.add(key)
-        if result.dead_letters:
-            self._pending_dead_letters.setdefault(key, []).extend(result.dead_letters)
+        if result.dead_letters and self._partitions[key].dead_letter_queue:
+            self._new_dead_letters.add(key)
 
-    def _end_locked(self):
+    def _end_locked(self, retry: bool = False):
         """Append the changed state (dead letters copied first), return what to wait for."""
-        if self._pending_dead_letters:
-            self._copy_dead_letters_locked()
+        keys = self._new_dead_letters | (self._retry_dead_letters if retry else set())
+        if keys:
+            self._settle_dead_letters_locked(keys)
         durable = self._append_locked(self._dirty)
         self._dirty = set()
         return durable
@@ -220,14 +222,15 @@ class ShareGroupService:
                 self._absorb(key, result)
                 self._freed = True
 
-    def _run(self, fn):
-        """Run ``fn()`` under the lock between _begin and _end; wait for fsync; wake waiters."""
+    def _run(self, fn, retry: bool = False):
+        """Run ``fn()`` under the lock between _begin and _end; wait for fsync; wake waiters.
+        ``retry``: also retry dead-letter copies that failed before (tick)."""
         with self._lock:
             self._begin_locked()
             try:
                 answer = fn()
             finally:
-                durable = self._end_locked()
+                durable = self._end_locked(retry)
                 freed = self._freed
         self._wait_durable(durable)
         if freed:
@@ -236,40 +239,42 @@ class ShareGroupService:
 
     # ---- dead letters ----------------------------------------------------------------------------
 
-    def _copy_dead_letters_locked(self) -> None:
-        """ARCHIVING durable → copies in the dead-letter topic durable → ARCHIVED (in the caller's append)."""
-        pending, self._pending_dead_letters = self._pending_dead_letters, {}
-        durable = self._append_locked(set(self._dirty) | set(pending))
+    def _settle_dead_letters_locked(self, keys, check_existing: bool = False) -> None:
+        """ARCHIVING durable -> copies in the dead-letter topic durable -> ARCHIVED (appended by the
+        caller).  A copy that fails (a storage error) stays ARCHIVING and is retried by ``tick``,
+        after looking for what the failed attempt did copy; so is every copy a restart finds pending."""
+        keys = [k for k in keys if k in self._partitions]
+        self._wait_durable(self._append_locked(self._dirty | set(keys)))
         self._dirty = set()
-        self._wait_durable(durable)
-        for (group, topic, partition), letters in pending.items():
-            sp = self._partitions[(group, topic, partition)]
+        copied: dict[str, set] = {}
+        for key in keys:
+            group, topic, partition = key
+            sp = self._partitions[key]
+            letters = sp.pending_dead_letters()
             dlq = self._config_of(group).dead_letter_topic
-            if dlq is not None:
-                copy_dead_letters(self._broker, group, topic, partition, dlq, letters)
-            self._absorb((group, topic, partition), sp.archive([d.offset for d in letters]))
+            try:
+                if dlq is not None and (check_existing or key in self._retry_dead_letters):
+                    if dlq not in copied:
+                        copied[dlq] = dead_letters_in(self._broker, dlq)
+                    letters = [d for d in letters if (group, topic, partition, d.offset) not in copied[dlq]]
+                if dlq is not None and letters:
+                    copy_dead_letters(self._broker, group, topic, partition, dlq, letters)
+            except (LogbrokerError, OSError) as exc:
+                log.error("share group %s: could not copy dead letters of %s-%d to %s (retried): %s",
+                          group, topic, partition, dlq, exc)
+                self._retry_dead_letters.add(key)
+                continue
+            self._retry_dead_letters.discard(key)
+            self._absorb(key, sp.archive([d.offset for d in sp.pending_dead_letters()]))
 
     def _finish_dead_letters_after_restart(self) -> None:
         """Dead letters that were ARCHIVING at the crash: copy those the dead-letter topic lacks."""
-        pending = {key: sp.pending_dead_letters() for key, sp in self._partitions.items()}
-        pending = {key: letters for key, letters in pending.items() if letters}
+        pending = [key for key, sp in self._partitions.items() if sp.pending_dead_letters()]
         if not pending:
             return
         self._dirty = set()
         self._config_records = []
-        copied: dict[str, set] = {}
-        for (group, topic, partition), letters in pending.items():
-            sp = self._partitions[(group, topic, partition)]
-            dlq = self._config_of(group).dead_letter_topic
-            if dlq is not None:
-                if dlq not in copied:
-                    copied[dlq] = dead_letters_in(self._broker, dlq)
-                missing = [d for d in letters if (group, topic, partition, d.offset) not in copied[dlq]]
-                if missing:
-                    copy_dead_letters(self._broker, group, topic, partition, dlq, missing)
-            result = sp.archive([d.offset for d in letters])
-            if result.records:
-                self._dirty.add((group, topic, partition))
+        self._settle_dead_letters_locked(pending, check_existing=True)
         self._wait_durable(self._append_locked(self._dirty))
         self._dirty = set()
 
@@ -286,6 +291,8 @@ class ShareGroupService:
         unknown = set(unset) - set(ShareGroupConfig.__dataclass_fields__)
         if unknown:
             raise InvalidConfigError(f"unknown share group settings {sorted(unknown)}")
+        if self._is_classic_group(group):
+            raise InvalidRequestError(f"{group!r} is a consumer group, not a share group")
         changes = {}
         if lock_duration_ms is not None:
             changes["lock_duration_ms"] = int(lock_duration_ms)
@@ -342,7 +349,7 @@ class ShareGroupService:
     def heartbeat(self, group: str, member_id: str, member_epoch: int, topics: list[str] | None,
                   *, embedded: bool = False) -> HeartbeatResult:
         """ShareGroupHeartbeat (SHARE_GROUPS.md §3.10, share_membership.py)."""
-        _check_group(group)
+        _check_group(group, member_id)
         if self._is_classic_group(group):
             return HeartbeatResult(GROUP_ID_NOT_FOUND, member_epoch, self._membership.heartbeat_interval_ms, None)
         if member_epoch == 0 and topics and group not in self.list_groups():
@@ -384,12 +391,14 @@ class ShareGroupService:
     def acquire(self, group: str, member_id: str, partitions: list[tuple[str, int]], max_records: int,
                 lock_duration_ms: int | None = None) -> list[PartitionAcquisition]:
         """Acquire up to ``max_records`` Available records across ``partitions``; durable before return."""
-        _check_group(group)
+        _check_group(group, member_id)
         if max_records <= 0 or not member_id:
             raise InvalidRequestError("acquire needs a member id and max_records > 0")
         broker = self._broker
         for topic, partition in partitions:
             broker.log(topic, partition)  # UnknownTopicOrPartitionError before anything changes
+        if self._is_classic_group(group):
+            raise InvalidRequestError(f"{group!r} is a consumer group, not a share group")
 
         def call():
             config = self._config_of(group)
@@ -404,11 +413,15 @@ class ShareGroupService:
                 if remaining <= 0:
                     break
                 key = (group, topic, partition)
-                sp = self._partition_locked(group, topic, partition)
-                log_start = broker.list_offsets(topic, partition, -2)[0]
+                try:
+                    sp = self._partition_locked(group, topic, partition)
+                    log_start = broker.list_offsets(topic, partition, -2)[0]
+                    high_watermark = broker.list_offsets(topic, partition, LATEST_TIMESTAMP)[0]
+                except LogbrokerError as exc:  # deleted since the check above: skip it
+                    log.warning("share group %s: %s-%d is gone: %s", group, topic, partition, exc)
+                    continue
                 if log_start > sp.start_offset:
                     self._absorb(key, sp.advance_start(log_start))
-                high_watermark = broker.list_offsets(topic, partition, LATEST_TIMESTAMP)[0]
                 result = sp.acquire(now, member_id, range(sp.start_offset, high_watermark), remaining, lock_ms)
                 self._absorb(key, result)
                 if result.error_code:  # the arguments were checked above: not expected
@@ -445,11 +458,22 @@ class ShareGroupService:
                 result = sp.acknowledge_many(now, member_id, items, delay_ms)
                 self._absorb((group, topic, partition), result)
                 codes[(topic, partition)] = result.error_code
-                if result.error_code == NONE and any(t == RELEASE for _, _, t in items):
-                    self._freed = True
+                if result.error_code == NONE:
+                    self._freed = True  # a release, or a start offset moving past a full window
             return codes
 
         return self._run(call)
+
+    def return_unsent(self, group: str, member_id: str, topic: str, partition: int, offsets) -> None:
+        """Acquired records the member was never sent (no room in a response): Available again at once,
+        without counting the delivery."""
+        def call():
+            sp = self._partitions.get((group, topic, partition))
+            if sp is not None:
+                self._absorb((group, topic, partition), sp.unacquire(self._now(), member_id, offsets))
+                self._freed = True
+
+        self._run(call)
 
     def extend(self, group: str, member_id: str, topic: str, partition: int, offset: int, delivery_id: int | None,
                extra_ms: int) -> int:
@@ -477,10 +501,11 @@ class ShareGroupService:
         self._run(call)
 
     def tick(self) -> None:
-        """Fire expired locks and ended release delays (housekeeping calls this every second)."""
+        """Fire expired locks and ended release delays, retry failed dead-letter copies (housekeeping
+        calls this every second)."""
         if self._broker.read_only:
             return
-        self._run(lambda: None)
+        self._run(lambda: None, retry=True)
 
     def next_deadline(self) -> int | None:
         with self._lock:
@@ -557,6 +582,11 @@ class ShareGroupService:
         return {"group": group, "config": asdict(config), "members": members, "partitions": partitions}
 
 
-def _check_group(group: str) -> None:
-    if not isinstance(group, str) or not group:
-        raise InvalidRequestError("a share group needs a non-empty group id")
+MAX_ID_BYTES = 32767  # group and member ids are Kafka strings (int16 length)
+
+
+def _check_group(group: str, member_id: str | None = None) -> None:
+    if not isinstance(group, str) or not group or len(group.encode()) > MAX_ID_BYTES:
+        raise InvalidRequestError(f"a share group id is 1..{MAX_ID_BYTES} bytes of UTF-8")
+    if member_id is not None and (not isinstance(member_id, str) or len(member_id.encode()) > MAX_ID_BYTES):
+        raise InvalidRequestError(f"a member id is at most {MAX_ID_BYTES} bytes of UTF-8")

@@ -45,17 +45,6 @@ def open_files(settings, command: str):
     return settings.open_broker(read_only=True)
 
 
-def _group_settings(broker, group: str, given: dict) -> dict:
-    """Queue arguments: the options given, else the group's current settings (a new group: Queue's
-    defaults), so that a receive from the shell never changes what the application configured."""
-    if group not in broker.shares.list_groups():
-        return {name: value for name, value in given.items() if value is not None}
-    config = broker.shares.config(group)
-    current = {"visibility_timeout": config.lock_duration_ms / 1000.0, "max_deliveries": config.delivery_count_limit,
-               "dead_letter_topic": config.dead_letter_topic, "auto_offset_reset": config.auto_offset_reset}
-    return {name: current[name] if value is None else value for name, value in given.items()}
-
-
 @queue.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("topics", metavar="TOPIC...", nargs=-1, required=True)
 @click.option("-g", "--group", required=True, help="The share group to receive as.")
@@ -109,12 +98,12 @@ def receive(settings, topics: tuple[str, ...], group: str, count: int | None, ac
     target = settings.open_target()
     remote = is_remote(target)
     try:
-        if remote:  # settings not given stay as the group has them
-            kwargs = {name: value for name, value in given.items() if value is not None}
+        kwargs = {name: value for name, value in given.items() if value is not None}  # the rest stay as they are
+        if remote:
             q = Queue(**client_args(target), group=group, topics=list(topics), max_records=min(count or 500, 500),
                       request_timeout_ms=REMOTE_TIMEOUT_MS, **kwargs)
         else:
-            q = Queue(target, group=group, topics=list(topics), **_group_settings(target, group, given))
+            q = Queue(target, group=group, topics=list(topics), **kwargs)
         with q:
             _receive_loop(q, count, timeout, action, fmt, as_json, remote=remote)
     except KeyboardInterrupt:

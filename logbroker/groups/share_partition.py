@@ -380,6 +380,21 @@ class SharePartition:
         self._end_delivery(result, mine, 0, now_ms)
         return result
 
+    def unacquire(self, now_ms: int, member_id: str, offsets: Iterable[int]) -> ShareResult:
+        """Take back acquisitions the member never received (a response had no room for them):
+        Available again at once, and the delivery does not count (the count goes back down)."""
+        result = self._fire(now_ms)
+        changes = {}
+        for offset in offsets:
+            lock = self._locks.get(offset)
+            if lock is None or lock.member_id != member_id:
+                continue
+            del self._locks[offset]
+            state, count = self._records.get(offset, _FRESH)
+            changes[offset] = (state, max(0, count - 1))
+        self._emit(result, changes)
+        return result
+
     def _holds(self, member_id: str, offset: int, delivery_id: int | None) -> bool:
         lock = self._locks.get(offset)
         return (lock is not None and lock.member_id == member_id

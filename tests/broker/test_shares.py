@@ -377,3 +377,52 @@ def test_a_stored_consumer_group_is_no_share_group_after_a_restart(broker, clock
     broker = reopen(broker, clock)  # the group service has not started in this run
     assert broker.shares.heartbeat("classic", "m", 0, ["t"]).error_code == 69
     broker.close()
+
+
+def test_dead_letters_go_in_batches_within_the_topics_limit_and_an_oversized_one_is_not_stuck(broker):
+    broker.create_topic("dlq", 1, {"max.message.bytes": "2000"})
+    values = [b"a" * 600, b"b" * 600, b"c" * 600, b"d" * 5000, b"e" * 10]
+    broker.produce("t", 0, encode_batch_columns(None, values, None, [1] * 5))
+    s = broker.shares
+    s.configure("g", auto_offset_reset="earliest", dead_letter_topic="dlq")
+    got = s.acquire("g", "m", P, 5)[0].acquired
+    assert s.acknowledge("g", "m", {("t", 0): [(a.offset, a.delivery_id, REJECT) for a in got]}) == {("t", 0): 0}
+    assert [r.value[:1] for r in dead_letters(broker)] == [b"a", b"b", b"c", b"e"]  # d is over the limit alone
+    row = s.describe("g")["partitions"][0]
+    assert (row["start_offset"], row["dead_lettering"], row["lag"]) == (5, 0, 0)
+
+
+def test_records_a_member_was_never_sent_go_back_without_counting_a_delivery(broker):
+    produce(broker, 2)
+    s = broker.shares
+    s.configure("g", auto_offset_reset="earliest")
+    first = s.acquire("g", "m", P, 2)[0].acquired
+    s.return_unsent("g", "m", "t", 0, [first[1].offset])
+    again = s.acquire("g", "x", P, 2)[0].acquired
+    assert [(a.offset, a.delivery_count) for a in again] == [(1, 1)]
+    assert s.acknowledge("g", "m", {("t", 0): [(0, first[0].delivery_id, ACCEPT)]}) == {("t", 0): 0}
+
+
+def test_internal_topics_cannot_be_reconfigured_or_truncated(broker):
+    broker.shares.configure("g")
+    with pytest.raises(InvalidTopicError):
+        broker.alter_topic_config(SHARE_STATE_TOPIC, set={"retention.ms": "1"})
+    with pytest.raises(InvalidTopicError):
+        broker.delete_records(SHARE_STATE_TOPIC, 0, 1)
+
+
+def test_group_and_member_ids_are_bounded(broker):
+    with pytest.raises(InvalidRequestError):
+        broker.shares.acquire("g" * 40_000, "m", P, 1)
+    with pytest.raises(InvalidRequestError):
+        broker.shares.heartbeat("g", "m" * 40_000, 0, ["t"])
+    assert broker.shares.list_groups() == []
+
+
+def test_a_consumer_group_id_gets_no_share_settings(broker):
+    broker.groups.commit_offsets("classic", -1, "", None, {("t", 0): (0, -1, None)})
+    with pytest.raises(InvalidRequestError):
+        broker.shares.configure("classic", auto_offset_reset="earliest")
+    with pytest.raises(InvalidRequestError):
+        broker.shares.acquire("classic", "m", P, 1)
+    assert broker.shares.list_groups() == []

@@ -244,3 +244,15 @@ def test_codec_rejects_acquired_state():
     data[22 + 16] = ACQUIRED
     with pytest.raises(CorruptRecordError):
         decode_state(bytes(data))
+
+
+def test_unacquire_takes_back_a_delivery_that_was_never_sent():
+    sp = SharePartition()
+    a, b = sp.acquire(0, "m", range(2), 2, 100).acquired
+    result = sp.unacquire(1, "m", [b.offset, 7])
+    assert result.error_code == 0 and sp.state_of(b.offset) == (AVAILABLE, 0) and sp.owner(a.offset) == "m"
+    assert [x.delivery_count for x in sp.acquire(2, "x", range(2), 2, 100).acquired] == [1]
+    sp.unacquire(3, "x", [a.offset])  # not x's: nothing happens
+    assert sp.owner(a.offset) == "m"
+    sp.unacquire(3, "m", [a.offset])
+    assert sp.state_of(a.offset) == (AVAILABLE, 0) and sp.start_offset == 0

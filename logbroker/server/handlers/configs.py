@@ -28,6 +28,8 @@ DescribeConfigsResponse.ConfigSource numbering (0 unknown, 1 dynamic topic, 2 dy
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ...config import LogConfig, TOPIC_CONFIGS, validate_overrides
 from ...errors import InvalidConfigError, InvalidRequestError, InvalidTopicError, LogbrokerError
 from .common import NONE, error_code, error_message
@@ -176,7 +178,7 @@ def alter_all(broker, resources: list[dict], validate_only: bool) -> list[dict]:
             if seen[(rtype, rname)] > 1:
                 raise InvalidRequestError(f"resource {rname!r} (type {rtype}) appears more than once in the request")
             names = [c["name"] for c in configs]
-            duplicated = sorted({n for n in names if names.count(n) > 1})
+            duplicated = sorted(n for n, times in Counter(names).items() if times > 1)
             if duplicated:
                 raise InvalidRequestError(f"configs named more than once for {rname!r}: {', '.join(duplicated)}")
             if rtype == TOPIC:

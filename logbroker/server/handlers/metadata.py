@@ -26,7 +26,7 @@ import base64
 import binascii
 import uuid
 
-from ...broker.core import OFFSETS_TOPIC
+from ...broker.core import INTERNAL_TOPICS
 from ...errors import LogbrokerError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from .common import NONE, UNKNOWN_TOPIC_OR_PARTITION, error_code
 
@@ -77,7 +77,7 @@ def by_name(broker, name: str | None, create: bool, partitions: int) -> dict:
     try:
         return topic_entry(name, broker.topic(name))
     except UnknownTopicOrPartitionError:
-        if not create or name == OFFSETS_TOPIC:
+        if not create or name in INTERNAL_TOPICS:
             return topic_entry(name, error=UNKNOWN_TOPIC_OR_PARTITION)
         try:
             return topic_entry(name, auto_create(broker, name, partitions))

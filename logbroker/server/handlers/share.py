@@ -43,21 +43,19 @@ import logging
 import uuid
 
 from ...errors import LogbrokerError
+from ...groups.share_membership import HEARTBEAT_INTERVAL_MS
+from ...groups.share_partition import ACCEPT, GAP, INVALID_RECORD_STATE, RELEASE, REJECT
 from ...records.batch import iter_batches
 from ..share_sessions import INITIAL_EPOCH
 from .common import INVALID_REQUEST, NONE, UNKNOWN_TOPIC_OR_PARTITION, error_code, error_message
-from .metadata import topic_uuid
+from .metadata import UNKNOWN_TOPIC_ID, topic_uuid
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_TOPIC_ID = 100
-INVALID_RECORD_STATE = 121
-GAP, ACCEPT, RELEASE, REJECT = 0, 1, 2, 3
-HEARTBEAT_INTERVAL_MS = 5000
 DEFAULT_MAX_RECORDS = 500  # librdkafka's max.poll.records
 MAX_WAIT_MS = 300_000  # a ShareFetch never waits longer than this, whatever it asks for
 MIN_READ_BYTES = 1 << 20
-MAX_ACK_OFFSETS = 100_000  # per partition and request: far above what one member can hold (2000 locks)
+MAX_ACK_OFFSETS = 2000  # per partition and request: what one member can hold (the share-partition's locks)
 MAX_ACK_OFFSETS_PER_REQUEST = 1_000_000
 RELEASE_WAIT_S = 30.0
 
@@ -385,8 +383,9 @@ def _read(shares, group: str, member: str, pa, max_bytes: int):
 
 
 def _release_quietly(shares, group, member, topic, partition, acquired) -> None:
+    """Acquired records that could not be sent go back at once, their delivery not counted."""
     try:
-        shares.acknowledge(group, member, {(topic, partition): [(a.offset, a.delivery_id, RELEASE) for a in acquired]})
+        shares.return_unsent(group, member, topic, partition, [a.offset for a in acquired])
     except Exception:  # the locks expire instead
         log.warning("could not release records of %s-%d for share member %s", topic, partition, member,
                     exc_info=True)
