@@ -70,7 +70,8 @@ class ShareGroupService:
         self.default_config = ShareGroupConfig()  # for groups nobody configured (``serve`` may change it)
         # per call, under the lock:
         self._dirty: set[tuple[str, str, int]] = set()
-        self._config_records: list[tuple[str, bytes]] = []
+        self._config_records: list[tuple[str, bytes | None]] = []  # None: the group is deleted
+        self._tombstones: list[tuple[str, bytes]] = []  # (group, state key) of share-partitions forgotten
         self._new_dead_letters: set[tuple[str, str, int]] = set()  # this call made dead letters to copy
         self._retry_dead_letters: set[tuple[str, str, int]] = set()  # copies that failed: retried by tick()
         self._freed = False
@@ -166,7 +167,10 @@ class ShareGroupService:
             by_partition[partition_for_group(group)].append((key, sp.snapshot_record()))
         for group, value in self._config_records:
             by_partition[partition_for_group(group)].append((config_key(group), value))
+        for group, key in self._tombstones:
+            by_partition[partition_for_group(group)].append((key, None))
         self._config_records = []
+        self._tombstones = []
         if not by_partition:
             return []
         broker = self._broker
@@ -540,6 +544,28 @@ class ShareGroupService:
             self._available.wait(max(0.0, timeout))
         if deadline is not None and deadline <= self._now():
             self.tick()
+
+    def delete_group(self, group: str) -> None:
+        """Forget a share group: its settings and the state of its partitions (tombstones in the state
+        log, which compaction then drops).  Refused while it has members or holds records."""
+        _check_group(group)
+
+        def call():
+            if group not in self.list_groups():
+                raise InvalidRequestError(f"no share group {group!r}")
+            keys = [k for k in self._partitions if k[0] == group]
+            if self._membership.members(group) or any(self._partitions[k].held_offsets() for k in keys):
+                raise InvalidRequestError(f"share group {group!r} has members or records in flight; "
+                                          f"close its consumers first")
+            for key in keys:
+                self._tombstones.append((group, state_key(group, key[1], self._topic_ids.pop(key), key[2])))
+                del self._partitions[key]
+                self._dirty.discard(key)
+                self._retry_dead_letters.discard(key)
+            self._overrides.pop(group, None)
+            self._config_records.append((group, None))
+
+        self._run(call)
 
     # ---- reporting -------------------------------------------------------------------------------
 

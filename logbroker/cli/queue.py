@@ -16,6 +16,7 @@ import time
 
 import click
 
+from ..errors import LogbrokerError
 from .consume import _text, format_record, record_json
 from .main import (CONTEXT_SETTINGS, REMOTE_TIMEOUT_MS, bootstrap_option, client_args, handle_errors, is_remote,
                    pass_settings)
@@ -265,3 +266,33 @@ def redrive(settings, dlq_topic: str, to_topic: str, rate: float, max_records: i
         moved = move(**client_args(target), dlq_topic=dlq_topic, to_topic=to_topic, rate=rate,
                      max_records=max_records, group=group)
     click.echo(f"Moved {moved} record{'' if moved == 1 else 's'} from {dlq_topic} to {to_topic}.")
+
+
+@queue.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("group_ids", metavar="GROUP...", nargs=-1, required=True)
+@bootstrap_option
+@pass_settings
+@handle_errors
+def delete(settings, group_ids: tuple[str, ...]) -> None:
+    """Delete share groups: their settings and the delivery state of their partitions.  Refused for a
+    group with members or records in flight.  Works on the data directory (stop a running server first).
+
+    \b
+    Example:
+        logbroker queue delete workers
+    """
+    if settings.bootstrap:
+        raise click.ClickException(f"queue delete --bootstrap {settings.bootstrap}: deleting share groups over the "
+                                   f"network is not supported; run it on the data directory with the server stopped")
+    failed = False
+    with settings.open_broker() as broker:
+        for group_id in group_ids:
+            try:
+                broker.shares.delete_group(group_id)
+            except LogbrokerError as exc:
+                failed = True
+                click.echo(f"Error: cannot delete share group {group_id}: {exc}", err=True)
+            else:
+                click.echo(f"Deleted share group {group_id}.")
+    if failed:
+        raise SystemExit(1)

@@ -426,3 +426,24 @@ def test_a_consumer_group_id_gets_no_share_settings(broker):
     with pytest.raises(InvalidRequestError):
         broker.shares.acquire("classic", "m", P, 1)
     assert broker.shares.list_groups() == []
+
+
+def test_deleting_a_share_group_forgets_it_durably(broker, clock):
+    produce(broker, 2)
+    s = broker.shares
+    s.configure("g", auto_offset_reset="earliest", delivery_count_limit=7)
+    s.join("g", "m", ["t"])
+    s.acquire("g", "m", P, 1)
+    with pytest.raises(InvalidRequestError):
+        s.delete_group("g")  # a member, and a record in flight
+    s.leave("g", "m")
+    s.delete_group("g")
+    assert s.list_groups() == []
+    with pytest.raises(InvalidRequestError):
+        s.delete_group("g")
+    broker = reopen(broker, clock)
+    assert broker.shares.list_groups() == []
+    assert broker.shares.config("g").delivery_count_limit == 5
+    broker.shares.configure("g", auto_offset_reset="earliest")  # a new group of that name starts afresh
+    assert [(a.offset, a.delivery_count) for a in broker.shares.acquire("g", "m", P, 5)[0].acquired] == [(0, 1), (1, 1)]
+    broker.close()

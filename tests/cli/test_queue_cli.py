@@ -170,3 +170,14 @@ def test_a_data_directory_locked_by_another_process_names_it(run, data_dir):
         assert result.exit_code == 1 and "Error:" in result.output and str(proc.pid) in result.output
     finally:
         stop(proc)
+
+
+def test_delete_forgets_a_share_group(run):
+    produce(run, "t", ["a", "b"])
+    receive(run, "t", "-g", "w", "--max-deliveries", "3", "-n", "1")
+    assert "w" in run.ok("queue", "list").stdout.split()
+    assert "Deleted share group w." in run.ok("queue", "delete", "w").stdout
+    assert run.ok("queue", "list").stdout.split() == []
+    failed = run("queue", "delete", "w", "nope")
+    assert failed.exit_code == 1 and "cannot delete share group w" in failed.output
+    assert receive(run, "t", "-g", "w") == ["a", "b"]  # a new group of that name starts afresh

@@ -307,7 +307,10 @@ def _release_forgotten(server, group: str, member: str, forgotten: list) -> None
     partitions = [(ids.name(topic_id), partition) for topic_id, partition in forgotten]
     partitions = [(name, partition) for name, partition in partitions if name is not None]
     if partitions:
-        server.broker.shares.release_member(group, member, partitions)
+        try:
+            server.broker.shares.release_member(group, member, partitions)
+        except LogbrokerError as exc:  # their locks expire instead
+            log.warning("could not release forgotten partitions of share member %s: %s", member, exc)
 
 
 def acquired_ranges(acquired) -> list[dict]:
