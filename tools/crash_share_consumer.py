@@ -35,6 +35,8 @@ import random
 import sys
 import time
 
+from crash_queue import SideFile  # noqa: E402  (tools/ is sys.path[0] when run as a script)
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,23 +54,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--stop-file")
     ap.add_argument("--max-seconds", type=float, default=90.0)
     return ap.parse_args(argv[1:])
-
-
-class SideFile:
-    def __init__(self, path: str):
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        size = os.fstat(self.fd).st_size
-        if size:  # a killed run may have left half a line; never glue this run's first line onto it
-            with open(path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    self.write(b"\n")
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
-        os.fsync(self.fd)
 
 
 def main(argv: list[str]) -> int:
