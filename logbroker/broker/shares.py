@@ -393,8 +393,9 @@ class ShareGroupService:
     # ---- delivery --------------------------------------------------------------------------------
 
     def acquire(self, group: str, member_id: str, partitions: list[tuple[str, int]], max_records: int,
-                lock_duration_ms: int | None = None) -> list[PartitionAcquisition]:
-        """Acquire up to ``max_records`` Available records across ``partitions``; durable before return."""
+                lock_duration_ms: int | None = None, session: object = None) -> list[PartitionAcquisition]:
+        """Acquire up to ``max_records`` Available records across ``partitions``; durable before return.
+        ``session`` tags the locks (a share session's token) for ``release_member``."""
         _check_group(group, member_id)
         if max_records <= 0 or not member_id:
             raise InvalidRequestError("acquire needs a member id and max_records > 0")
@@ -426,7 +427,8 @@ class ShareGroupService:
                     continue
                 if log_start > sp.start_offset:
                     self._absorb(key, sp.advance_start(log_start))
-                result = sp.acquire(now, member_id, range(sp.start_offset, high_watermark), remaining, lock_ms)
+                result = sp.acquire(now, member_id, range(sp.start_offset, high_watermark), remaining, lock_ms,
+                                    session)
                 self._absorb(key, result)
                 if result.error_code:  # the arguments were checked above: not expected
                     log.error("acquire on %s-%d refused with error %d", topic, partition, result.error_code)
@@ -489,17 +491,18 @@ class ShareGroupService:
 
         return self._run(call)
 
-    def release_member(self, group: str, member_id: str, partitions: list[tuple[str, int]] | None = None) -> None:
+    def release_member(self, group: str, member_id: str, partitions: list[tuple[str, int]] | None = None,
+                       session: object = None) -> None:
         """The member's share session ended (or it forgot ``partitions``): every record it holds there
-        is released at once."""
+        (acquired by ``session``, if given: a late release never touches a newer session's) is released."""
         wanted = None if partitions is None else set(partitions)
 
         def call():
             now = self._now()
             for (g, topic, partition), sp in list(self._partitions.items()):
                 if g == group and (wanted is None or (topic, partition) in wanted):
-                    if any(sp.owner(o) == member_id for o in sp.held_offsets()):
-                        self._absorb((g, topic, partition), sp.release_member(now, member_id))
+                    if sp.holds_any(member_id, session):
+                        self._absorb((g, topic, partition), sp.release_member(now, member_id, session))
                         self._freed = True
 
         self._run(call)

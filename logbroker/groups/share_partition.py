@@ -109,6 +109,7 @@ class _Lock(NamedTuple):
     member_id: str
     delivery_id: int
     deadline_ms: int
+    session: object = None  # which of the member's share sessions acquired it (release_member's filter)
 
 
 # ---- encoding ------------------------------------------------------------------------------------
@@ -265,7 +266,7 @@ class SharePartition:
     # ---- acquisition --------------------------------------------------------------------------
 
     def acquire(self, now_ms: int, member_id: str, available_offsets: range | Iterable[int], max_records: int,
-                lock_duration_ms: int) -> ShareResult:
+                lock_duration_ms: int, session: object = None) -> ShareResult:
         """Acquire up to ``max_records`` Available offsets among those the log has, in offset order.
 
         A record whose delivery count already reached the limit (possible after a restart) is archived
@@ -297,7 +298,7 @@ class SharePartition:
             self._not_before.pop(offset, None)
         self._emit(result, changes)
         for a in result.acquired:
-            self._locks[a.offset] = _Lock(member_id, a.delivery_id, now_ms + lock_duration_ms)
+            self._locks[a.offset] = _Lock(member_id, a.delivery_id, now_ms + lock_duration_ms, session)
         return result
 
     def _candidates(self, available_offsets: range | Iterable[int]) -> Iterable[int]:
@@ -371,10 +372,16 @@ class SharePartition:
             self._locks[offset] = lock._replace(deadline_ms=lock.deadline_ms + extra_ms)
         return result
 
-    def release_member(self, now_ms: int, member_id: str) -> ShareResult:
-        """A member's share session ended: its acquired records end their delivery at once."""
+    def holds_any(self, member_id: str, session: object = None) -> bool:
+        return any(lock.member_id == member_id and (session is None or lock.session == session)
+                   for lock in self._locks.values())
+
+    def release_member(self, now_ms: int, member_id: str, session: object = None) -> ShareResult:
+        """A member's share session ended: its acquired records (those of ``session`` only, if given)
+        end their delivery at once."""
         result = self._fire(now_ms)
-        mine = sorted(o for o, lock in self._locks.items() if lock.member_id == member_id)
+        mine = sorted(o for o, lock in self._locks.items()
+                      if lock.member_id == member_id and (session is None or lock.session == session))
         for offset in mine:
             del self._locks[offset]
         self._end_delivery(result, mine, 0, now_ms)

@@ -24,6 +24,8 @@ of that session is still in flight (``ShareSession.inflight``, filled by the cal
 
 from __future__ import annotations
 
+import itertools
+
 from typing import Iterable, NamedTuple
 
 NONE = 0
@@ -45,10 +47,14 @@ def next_epoch(epoch: int) -> int:
     return 1 if epoch >= MAX_EPOCH else epoch + 1
 
 
+_TOKENS = itertools.count(1)
+
+
 class ShareSession:
-    __slots__ = ("group", "member_id", "owner", "next_epoch", "partitions", "ended", "inflight")
+    __slots__ = ("group", "member_id", "owner", "next_epoch", "partitions", "ended", "inflight", "token")
 
     def __init__(self, group: str, member_id: str, owner, partitions: Iterable = ()):
+        self.token = next(_TOKENS)  # tags the records this session acquires: its release frees only those
         self.group = group
         self.member_id = member_id
         self.owner = owner

@@ -256,3 +256,14 @@ def test_unacquire_takes_back_a_delivery_that_was_never_sent():
     assert sp.owner(a.offset) == "m"
     sp.unacquire(3, "m", [a.offset])
     assert sp.state_of(a.offset) == (AVAILABLE, 0) and sp.start_offset == 0
+
+
+def test_release_member_of_one_session_leaves_a_newer_sessions_records():
+    sp = SharePartition()
+    sp.acquire(0, "m", range(1), 1, 100, session=1)
+    sp.acquire(0, "m", range(2), 1, 100, session=2)
+    assert sp.holds_any("m", 1) and sp.holds_any("m", 2) and not sp.holds_any("x")
+    sp.release_member(1, "m", session=1)
+    assert sp.owner(0) is None and sp.owner(1) == "m"
+    sp.release_member(1, "m")
+    assert sp.owner(1) is None

@@ -30,8 +30,9 @@ wire shapes over ``broker.shares`` (ShareGroupService) and the server's share se
   without being expanded, so a huge range costs nothing.
 * **A session ends** by epoch -1, by an epoch-0 request replacing it, or when the connection that
   created it closes (``Server._connection_closed``); then, once the session's calls still running in
-  the work pool are done, ``release_member`` releases every record the member holds.  A later request
-  of the same (group, member) first waits for that release, so it never releases newer acquisitions.
+  the work pool are done, ``release_member`` releases every record that session acquired (locks carry
+  the session's token, so however late a release runs it never frees a newer session's records).  A
+  later request of the same (group, member) first waits (bounded) for that release.
   Partitions a ShareFetch *forgets* are dropped from the session and the member's records there are
   released at once.
 """
@@ -138,7 +139,7 @@ async def _release(server, session, previous) -> None:
         await asyncio.wait(running, timeout=RELEASE_WAIT_S)
     try:
         await asyncio.get_running_loop().run_in_executor(server.executor, server.broker.shares.release_member,
-                                                         session.group, session.member_id)
+                                                         session.group, session.member_id, None, session.token)
     except Exception as exc:  # the broker is closing, or its disk failed: the locks expire instead
         log.warning("could not release the records of share member %s of group %r: %s", session.member_id,
                     session.group, exc)
@@ -301,14 +302,14 @@ def _acknowledge(server, group: str, member: str, acks: dict) -> dict:
 
 # ---- acquisition -------------------------------------------------------------------------------------
 
-def _release_forgotten(server, group: str, member: str, forgotten: list) -> None:
+def _release_forgotten(server, group: str, member: str, forgotten: list, token: int) -> None:
     """Partitions the member stopped fetching (work pool): what it holds there is released at once."""
     ids = _topic_ids(server)
     partitions = [(ids.name(topic_id), partition) for topic_id, partition in forgotten]
     partitions = [(name, partition) for name, partition in partitions if name is not None]
     if partitions:
         try:
-            server.broker.shares.release_member(group, member, partitions)
+            server.broker.shares.release_member(group, member, partitions, token)
         except LogbrokerError as exc:  # their locks expire instead
             log.warning("could not release forgotten partitions of share member %s: %s", member, exc)
 
@@ -325,7 +326,7 @@ def acquired_ranges(acquired) -> list[dict]:
     return out
 
 
-def _acquire(server, group: str, member: str, partitions: list, max_records: int, max_bytes: int):
+def _acquire(server, group: str, member: str, partitions: list, max_records: int, max_bytes: int, token: int):
     """Acquire and read (work pool): ({key: (bytes, [Acquired])}, {key: error}, lock ms, next lock deadline)."""
     broker = server.broker
     shares = broker.shares
@@ -353,7 +354,7 @@ def _acquire(server, group: str, member: str, partitions: list, max_records: int
     lock_ms = shares.config(group).lock_duration_ms
     if valid:
         try:
-            acquisitions = shares.acquire(group, member, valid, max_records)
+            acquisitions = shares.acquire(group, member, valid, max_records, session=token)
         except Exception as exc:
             code = error_code(exc)
             errors.update({keys[k]: code for k in valid})
@@ -442,7 +443,7 @@ async def handle_share_fetch(ctx, body: dict) -> dict:
         if epoch != INITIAL_EPOCH and not step.final:
             session.update(wanted, forgotten)
             if forgotten:
-                await _call(ctx, session, _release_forgotten, server, group, member, forgotten)
+                await _call(ctx, session, _release_forgotten, server, group, member, forgotten, session.token)
         entries: dict = {}
         if acks:
             codes = await _call(ctx, session, _acknowledge, server, group, member, acks)
@@ -489,7 +490,7 @@ async def _fetch_records(ctx, body: dict, session):
         version = signal.version
         got, errors, lock_ms, next_lock = await _call(ctx, session, _acquire, server, session.group,
                                                       session.member_id, list(session.partitions), max_records,
-                                                      max_bytes)
+                                                      max_bytes, session.token)
         ctx.release()
         if got or errors or session.ended or server.closing or ctx.connection.closed:
             return got, errors, lock_ms
