@@ -37,12 +37,12 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 
 import pytest
 
+from helpers import ChildProcess
 from logbroker import Broker, Producer
 from logbroker.storage.log import LATEST_TIMESTAMP
 
@@ -60,56 +60,18 @@ LINE = re.compile(rb"R(\d+) m(\d+) (\d+) (\d+) (\S+) \.")
 FAILED = re.compile(rb"F (\d+) m(\d+) (\d+) (\d+) (\d+) \.")
 
 
-class Child:
-    """One run of the harness; a thread keeps reading its stdout so the pipe never blocks it."""
+class Child(ChildProcess):
+    """One run of the harness; notes when it was ready and when its first commit returned."""
 
     def __init__(self, data_dir: str, side_file: str, run: int, seed: int, extra: list[str]):
-        env = dict(os.environ)
-        env.pop("LOGBROKER_DATA_DIR", None)
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        self.first_commit_at = None  # time.monotonic() of the first "c" line
         argv = [sys.executable, str(SCRIPT), data_dir, side_file, str(run), str(seed), "--topic", TOPIC,
                 "--group", GROUP, *CHILD_OPTIONS, *extra]
-        self.stderr_path = f"{side_file}.stderr-{run}"  # a file, not a pipe: log lines never block the child
-        with open(self.stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env)
-        self.lines: list[bytes] = []
-        self.ready = threading.Event()
-        self.finished = False  # printed "done": everything committed, closed cleanly
-        self.ready_at = self.first_commit_at = None  # time.monotonic() of the "ready" and first "c" lines
-        self.reader = threading.Thread(target=self._pump, daemon=True)
-        self.reader.start()
+        super().__init__(argv, f"{side_file}.stderr-{run}")
 
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            if line == b"ready\n":
-                self.ready_at = time.monotonic()
-                self.ready.set()
-            elif line == b"done\n":
-                self.finished = True
-            else:
-                if self.first_commit_at is None and line.startswith(b"c "):
-                    self.first_commit_at = time.monotonic()
-                self.lines.append(line)
-        self.ready.set()
-
-    def kill(self) -> bool:
-        """SIGKILL the child (only this pid); False if it had already exited."""
-        alive = self.proc.poll() is None
-        if alive:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        return alive
-
-    def reap(self) -> tuple[int, str]:
-        try:
-            self.proc.wait(timeout=STARTUP_TIMEOUT_S)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=STARTUP_TIMEOUT_S)
-        self.reader.join(timeout=STARTUP_TIMEOUT_S)
-        self.proc.stdout.close()
-        with open(self.stderr_path, "rb") as f:
-            return self.proc.returncode, f.read().decode(errors="replace")
+    def on_line(self, line: bytes) -> None:
+        if self.first_commit_at is None and line.startswith(b"c "):
+            self.first_commit_at = time.monotonic()
 
     def acknowledged_commits(self) -> dict[int, int]:
         """Highest offset per partition whose commit() had returned (complete lines only)."""

@@ -55,13 +55,13 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from typing import NamedTuple
 
 import pytest
 
+from helpers import ChildProcess
 from logbroker import Broker, Producer
 from logbroker.groups.share_partition import (ACKNOWLEDGED, ARCHIVED, ARCHIVING, SharePartition)
 from logbroker.groups.share_state_log import SHARE_STATE_TOPIC, decode_key, dead_letter_source
@@ -105,48 +105,12 @@ def value_of(i: int) -> bytes:
     return (b"p%05d" if i % 37 == 0 else b"v%05d") % i
 
 
-class Child:
-    """One run of the harness; a thread keeps reading its stdout so the pipe never blocks it."""
+class Child(ChildProcess):
+    """One run of the harness (tools/crash_queue.py)."""
 
     def __init__(self, data_dir: str, side_file: str, run: int, seed: int, extra: list[str]):
-        env = dict(os.environ)
-        env.pop("LOGBROKER_DATA_DIR", None)
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         argv = [sys.executable, str(SCRIPT), data_dir, side_file, str(run), str(seed), *CHILD_OPTIONS, *extra]
-        self.stderr_path = f"{side_file}.stderr-{run}"  # a file, not a pipe: log lines never block the child
-        with open(self.stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env)
-        self.ready = threading.Event()
-        self.finished = False  # printed "done": everything settled, closed cleanly
-        self.reader = threading.Thread(target=self._pump, daemon=True)
-        self.reader.start()
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            if line == b"ready\n":
-                self.ready.set()
-            elif line == b"done\n":
-                self.finished = True
-        self.ready.set()
-
-    def kill(self) -> bool:
-        """SIGKILL the child (only this pid); False if it had already exited."""
-        alive = self.proc.poll() is None
-        if alive:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        return alive
-
-    def reap(self) -> tuple[int, str]:
-        try:
-            self.proc.wait(timeout=STARTUP_TIMEOUT_S)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=STARTUP_TIMEOUT_S)
-        self.reader.join(timeout=STARTUP_TIMEOUT_S)
-        self.proc.stdout.close()
-        with open(self.stderr_path, "rb") as f:
-            return self.proc.returncode, f.read().decode(errors="replace")
+        super().__init__(argv, f"{side_file}.stderr-{run}")
 
 
 # ---- shared with test_kill_share_consumers.py ------------------------------------------------------

@@ -36,13 +36,13 @@ import os
 import pathlib
 import random
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 
 import pytest
+
+from helpers import ChildProcess
 
 from .test_kill_queue import (BrokerView, Layout, check_final, check_view, produce, read_side_files,
                               wait_for_dead_letter)
@@ -63,70 +63,20 @@ CONSUMER_OPTIONS = ["--topic", LAYOUT.topic, "--group", LAYOUT.group, "--max-bat
 LISTENING = b"logbroker listening on "
 
 
-def child_env() -> dict:
-    env = dict(os.environ)
-    env.pop("LOGBROKER_DATA_DIR", None)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-class Process:
-    """A child whose stdout a thread keeps reading (lines kept; events for ``ready``/listening and
-    ``done``); stderr goes to a file.  Only its own pid is ever signalled."""
-
-    def __init__(self, argv: list[str], stderr_path: str):
-        self.stderr_path = stderr_path
-        with open(stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
-                                         env=child_env())
-        self.lines: list[bytes] = []
-        self.ready = threading.Event()
-        self.finished = False
-        self.reader = threading.Thread(target=self._pump, daemon=True)
-        self.reader.start()
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if line == b"ready\n" or line.startswith(LISTENING):
-                self.ready.set()
-            elif line == b"done\n":
-                self.finished = True
-        self.ready.set()
-
-    def signal(self, signum: int) -> bool:
-        alive = self.proc.poll() is None
-        if alive:
-            os.kill(self.proc.pid, signum)
-        return alive
-
-    def reap(self, timeout: float = START_TIMEOUT_S) -> tuple[int, str]:
-        try:
-            self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=START_TIMEOUT_S)
-        self.reader.join(timeout=START_TIMEOUT_S)
-        self.proc.stdout.close()
-        with open(self.stderr_path, "rb") as f:
-            return self.proc.returncode, f.read().decode(errors="replace")
-
-
-def start_serve(data_dir: str, port: int, n: int, tmp_path) -> tuple[Process, int]:
+def start_serve(data_dir: str, port: int, n: int, tmp_path) -> tuple[ChildProcess, int]:
     argv = [sys.executable, "-m", "logbroker", "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}",
             "--share-auto-offset-reset", "earliest"]
-    serve = Process(argv, str(tmp_path / f"serve-{n}.stderr"))
+    serve = ChildProcess(argv, str(tmp_path / f"serve-{n}.stderr"), ready_prefixes=(LISTENING,))
     assert serve.ready.wait(START_TIMEOUT_S), "serve never said it was listening"
     listening = [line for line in serve.lines if line.startswith(LISTENING)]
     assert listening, (serve.proc.poll(), serve.lines, open(serve.stderr_path, "rb").read()[-3000:])
     return serve, int(listening[0].rsplit(b":", 1)[1])
 
 
-def start_consumer(bootstrap: str, side_file: str, slot: int, run: int, seed: int, stop_file: str) -> Process:
+def start_consumer(bootstrap: str, side_file: str, slot: int, run: int, seed: int, stop_file: str) -> ChildProcess:
     argv = [sys.executable, str(SCRIPT), bootstrap, f"{side_file}.c{slot}", str(run), str(seed), *CONSUMER_OPTIONS,
             "--stop-file", stop_file]
-    return Process(argv, f"{side_file}.stderr-{run}")
+    return ChildProcess(argv, f"{side_file}.stderr-{run}")
 
 
 def configure_group(data_dir: str) -> None:
@@ -165,7 +115,7 @@ def run_rounds(tmp_path, seed: int) -> None:
     serve, port = start_serve(data_dir, 0, serve_starts, tmp_path)
     bootstrap = f"127.0.0.1:{port}"
     runs = 0
-    consumers: list[Process] = []
+    consumers: list[ChildProcess] = []
     try:
         for slot in range(layout.consumers):
             consumers.append(start_consumer(bootstrap, side_file, slot, runs, rng.randrange(1 << 32), stop_file))
